@@ -171,4 +171,7 @@ interface ITraceRegistry {
 
     /// @notice Whether the lot, or the lot a parcel was split from, is recalled.
     function isRecalled(bytes32 id) external view returns (bool);
+
+    /// @notice The salted commitment of a parcel's document of `kind` (zero while none is attached).
+    function getDocument(bytes32 parcelId, DocumentKind kind) external view returns (bytes32);
 }
