@@ -1,0 +1,381 @@
+"""GS1 identifiers of the bonded-import journey: GTIN, SSCC, GLN, lot numbers, serials, Digital Link.
+
+Everything here is a pure function; bad input raises :class:`~tracer.exceptions.InvalidInput` with a
+message naming the problem ("check digit should be 7, not 2").
+
+Conventions (fixed; the chain, the events and the scan pages all rely on them):
+
+* **GTINs are handled as 14 digits.** :func:`normalize_gtin` accepts GTIN-8/12/13/14 and left-pads with
+  zeros; the check digit is verified with ``biip`` (GS1 General Specifications 7.9.1).
+* **Lot numbers (AI 10) and serials (AI 21)** are 1 to 20 characters of the GS1 AI encodable character
+  set 82 (letters, digits and ``!"%&'()*+,-./:;<=>?_``); no spaces, nothing outside ASCII.
+* **Chain ids** (see ``contracts/ITraceRegistry.sol``) are keccak256 of the GS1 element string, AI 10/21
+  last so no separator is needed: ``lotId = keccak256("01" + gtin14 + "10" + lot)``,
+  ``unitId = keccak256("01" + gtin14 + "21" + serial)``, ``parcelId = keccak256("00" + sscc)``.
+* **Digital Link paths** (relative to the service's public URL): ``/01/{gtin14}/10/{lot}``,
+  ``/01/{gtin14}/21/{serial}``, ``/00/{sscc}``. Lot numbers and serials are percent-encoded with
+  every character outside RFC 3986's unreserved set encoded (so ``/`` is ``%2F``, ``%`` is ``%25``);
+  :func:`parse_digital_link_path` takes the *raw* path, still percent-encoded, splits it on ``/`` and
+  only then decodes each segment. It accepts any valid percent-encoding and GTIN-8/12/13 in the path,
+  and returns normalised references whose ``path`` is the canonical form.
+* **Identifiers inside EPCIS events** are GS1 Digital Link URIs on the canonical ``https://id.gs1.org``
+  host (EPCIS 2.0 allows them wherever an EPC URI may stand): ``https://id.gs1.org/01/{gtin14}/10/{lot}``
+  is the lot's ``epcClass``, ``https://id.gs1.org/00/{sscc}`` a parcel, ``/01/{gtin14}/21/{serial}`` a
+  unit. We do not use EPC URNs (``urn:epc:class:lgtin:...``): they need the length of the GS1 company
+  prefix, which a GTIN alone does not tell. The host is a fixed constant, never the deployment's URL,
+  so an event hashes the same everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from urllib.parse import quote, unquote
+
+from biip import ParseError
+from biip.checksums import gs1_standard_check_digit
+from biip.gtin import Gtin
+from eth_utils import keccak
+
+from tracer.exceptions import InvalidInput
+
+__all__ = [
+    "GS1_DL_HOST",
+    "LotRef",
+    "ParcelRef",
+    "UnitRef",
+    "gln_location_uri",
+    "gs1_check_digit",
+    "lot_class_uri",
+    "lot_id",
+    "lot_path",
+    "normalize_gtin",
+    "parcel_id",
+    "parcel_path",
+    "parcel_uri",
+    "parse_digital_link_path",
+    "parse_digital_link_uri",
+    "unit_id",
+    "unit_path",
+    "unit_uri",
+    "validate_gln",
+    "validate_lot",
+    "validate_serial",
+    "validate_sscc",
+]
+
+#: The canonical GS1 Digital Link host used for identifiers inside EPCIS events.
+GS1_DL_HOST = "https://id.gs1.org"
+
+_ASCII_DIGITS = re.compile(r"[0-9]+")
+# GS1 AI encodable character set 82 (GS1 General Specifications, figure 7.11-1).
+_CSET82 = re.compile(r"""[!"%&'()*+,\-./0-9:;<=>?A-Z_a-z]+""")
+# One RFC 3986 path segment (pchar*), still percent-encoded.
+_RAW_SEGMENT = re.compile(r"(?:%[0-9A-Fa-f]{2}|[A-Za-z0-9\-._~!$&'()*+,;=:@])+")
+_GTIN_LENGTHS = (8, 12, 13, 14)
+
+
+def gs1_check_digit(digits: str) -> int:
+    """The GS1 mod-10 check digit for ``digits`` (the key *without* its check digit).
+
+    Raises InvalidInput when ``digits`` is empty or not made of ASCII digits.
+    """
+    if not isinstance(digits, str) or not _ASCII_DIGITS.fullmatch(digits):
+        raise InvalidInput(f"expected ASCII digits, got {digits!r}")
+    return gs1_standard_check_digit(digits)
+
+
+def _check_digits(value: object, *, kind: str, lengths: tuple[int, ...], pointer: str | None) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{kind} must be a string of digits, got {type(value).__name__}", pointer=pointer)
+    if not _ASCII_DIGITS.fullmatch(value):
+        raise InvalidInput(f"{kind} {value!r} must contain only the digits 0-9", pointer=pointer)
+    if len(value) not in lengths:
+        expected = " or ".join(str(n) for n in lengths)
+        raise InvalidInput(f"{kind} {value!r} has {len(value)} digits; expected {expected}", pointer=pointer)
+    expected_digit = gs1_standard_check_digit(value[:-1])
+    if int(value[-1]) != expected_digit:
+        raise InvalidInput(
+            f"{kind} {value}: check digit should be {expected_digit}, not {value[-1]}", pointer=pointer
+        )
+    return value
+
+
+def normalize_gtin(value: str, *, pointer: str | None = None) -> str:
+    """Validate a GTIN-8/12/13/14 and return it as 14 digits.
+
+    Raises InvalidInput for anything but ASCII digits, a wrong length, a wrong check digit, or the all-zero
+    GTIN; the message names the problem (``check digit should be 7, not 2``).
+    """
+    _check_digits(value, kind="GTIN", lengths=_GTIN_LENGTHS, pointer=pointer)
+    gtin14 = value.rjust(14, "0")
+    if set(gtin14) == {"0"}:
+        raise InvalidInput("GTIN must not be all zeros", pointer=pointer)
+    try:
+        # biip agrees with the check above; it is the well-kept authority on GTIN structure.
+        return Gtin.parse(gtin14).as_gtin_14()
+    except ParseError as exc:
+        raise InvalidInput(f"GTIN {value}: {exc}", pointer=pointer) from exc
+
+
+def validate_sscc(value: str, *, pointer: str | None = None) -> str:
+    """Validate an SSCC (18 digits, GS1 mod-10 check digit) and return it unchanged.
+
+    Raises InvalidInput naming the problem.
+    """
+    return _check_digits(value, kind="SSCC", lengths=(18,), pointer=pointer)
+
+
+def validate_gln(value: str, *, pointer: str | None = None) -> str:
+    """Validate a GLN (13 digits, GS1 mod-10 check digit) and return it unchanged.
+
+    Raises InvalidInput naming the problem.
+    """
+    return _check_digits(value, kind="GLN", lengths=(13,), pointer=pointer)
+
+
+def _validate_cset82(value: object, *, kind: str, max_length: int, pointer: str | None) -> str:
+    if not isinstance(value, str):
+        raise InvalidInput(f"{kind} must be a string, got {type(value).__name__}", pointer=pointer)
+    if not value:
+        raise InvalidInput(f"{kind} must not be empty", pointer=pointer)
+    if len(value) > max_length:
+        raise InvalidInput(
+            f"{kind} {value!r} has {len(value)} characters; at most {max_length} are allowed", pointer=pointer
+        )
+    if not _CSET82.fullmatch(value):
+        bad = next(ch for ch in value if not _CSET82.fullmatch(ch))
+        raise InvalidInput(
+            f"{kind} {value!r} contains {bad!r}, which is not in the GS1 character set 82 "
+            "(letters, digits and !\"%&'()*+,-./:;<=>?_)",
+            pointer=pointer,
+        )
+    return value
+
+
+def validate_lot(value: str, *, pointer: str | None = None) -> str:
+    """Validate a lot/batch number (GS1 AI 10: 1-20 characters of character set 82) and return it.
+
+    Raises InvalidInput naming the problem.
+    """
+    return _validate_cset82(value, kind="lot number", max_length=20, pointer=pointer)
+
+
+def validate_serial(value: str, *, pointer: str | None = None) -> str:
+    """Validate a serial number (GS1 AI 21: 1-20 characters of character set 82) and return it.
+
+    Raises InvalidInput naming the problem.
+    """
+    return _validate_cset82(value, kind="serial number", max_length=20, pointer=pointer)
+
+
+def _encode(value: str) -> str:
+    # Everything outside RFC 3986 "unreserved" is percent-encoded: one canonical form per value.
+    return quote(value, safe="")
+
+
+# --- chain ids -------------------------------------------------------------------------------------
+
+
+def lot_id(gtin14: str, lot: str) -> bytes:
+    """The registry's lot id: ``keccak256(bytes("01" + gtin14 + "10" + lot))`` (32 bytes).
+
+    Raises InvalidInput for a bad GTIN or lot number.
+    """
+    return keccak(text="01" + normalize_gtin(gtin14) + "10" + validate_lot(lot))
+
+
+def parcel_id(sscc: str) -> bytes:
+    """The registry's parcel id: ``keccak256(bytes("00" + sscc))`` (32 bytes).
+
+    Raises InvalidInput for a bad SSCC.
+    """
+    return keccak(text="00" + validate_sscc(sscc))
+
+
+def unit_id(gtin14: str, serial: str) -> bytes:
+    """A unit's id: ``keccak256(bytes("01" + gtin14 + "21" + serial))`` (32 bytes).
+
+    Raises InvalidInput for a bad GTIN or serial.
+    """
+    return keccak(text="01" + normalize_gtin(gtin14) + "21" + validate_serial(serial))
+
+
+# --- Digital Link ------------------------------------------------------------------------------------
+
+
+def lot_path(gtin14: str, lot: str) -> str:
+    """``/01/{gtin14}/10/{lot, percent-encoded}``. Raises InvalidInput for a bad GTIN or lot."""
+    return f"/01/{normalize_gtin(gtin14)}/10/{_encode(validate_lot(lot))}"
+
+
+def parcel_path(sscc: str) -> str:
+    """``/00/{sscc}``. Raises InvalidInput for a bad SSCC."""
+    return f"/00/{validate_sscc(sscc)}"
+
+
+def unit_path(gtin14: str, serial: str) -> str:
+    """``/01/{gtin14}/21/{serial, percent-encoded}``. Raises InvalidInput for a bad GTIN or serial."""
+    return f"/01/{normalize_gtin(gtin14)}/21/{_encode(validate_serial(serial))}"
+
+
+def lot_class_uri(gtin14: str, lot: str) -> str:
+    """The lot as an EPCIS ``epcClass``: ``https://id.gs1.org/01/{gtin14}/10/{lot}``."""
+    return GS1_DL_HOST + lot_path(gtin14, lot)
+
+
+def parcel_uri(sscc: str) -> str:
+    """The parcel as an EPCIS EPC: ``https://id.gs1.org/00/{sscc}``."""
+    return GS1_DL_HOST + parcel_path(sscc)
+
+
+def unit_uri(gtin14: str, serial: str) -> str:
+    """A unit as an EPCIS EPC: ``https://id.gs1.org/01/{gtin14}/21/{serial}``."""
+    return GS1_DL_HOST + unit_path(gtin14, serial)
+
+
+def gln_location_uri(gln: str, extension: str | None = None) -> str:
+    """A location for ``readPoint`` / ``bizLocation``: ``https://id.gs1.org/414/{gln}[/254/{ext}]``.
+
+    ``extension`` is the GLN extension (AI 254, 1-20 characters of set 82), e.g. a storage zone.
+    Raises InvalidInput for a bad GLN or extension.
+    """
+    uri = f"{GS1_DL_HOST}/414/{validate_gln(gln)}"
+    if extension is not None:
+        ext = _validate_cset82(extension, kind="GLN extension", max_length=20, pointer=None)
+        uri += f"/254/{_encode(ext)}"
+    return uri
+
+
+@dataclass(frozen=True, slots=True)
+class LotRef:
+    """A goods lot: GTIN-14 and lot number (decoded)."""
+
+    gtin: str
+    lot: str
+
+    @property
+    def path(self) -> str:
+        """The canonical Digital Link path."""
+        return lot_path(self.gtin, self.lot)
+
+    @property
+    def id(self) -> bytes:
+        """The registry's lot id."""
+        return lot_id(self.gtin, self.lot)
+
+
+@dataclass(frozen=True, slots=True)
+class ParcelRef:
+    """A parcel (logistic unit) split off a lot: its SSCC."""
+
+    sscc: str
+
+    @property
+    def path(self) -> str:
+        """The canonical Digital Link path."""
+        return parcel_path(self.sscc)
+
+    @property
+    def id(self) -> bytes:
+        """The registry's parcel id."""
+        return parcel_id(self.sscc)
+
+
+@dataclass(frozen=True, slots=True)
+class UnitRef:
+    """A serialised unit: GTIN-14 and serial (decoded); ``lot`` when the link also named it."""
+
+    gtin: str
+    serial: str
+    lot: str | None = None
+
+    @property
+    def path(self) -> str:
+        """The canonical Digital Link path (serial only: it is the finer identification)."""
+        return unit_path(self.gtin, self.serial)
+
+    @property
+    def id(self) -> bytes:
+        """The unit id (``keccak256("01" + gtin14 + "21" + serial)``)."""
+        return unit_id(self.gtin, self.serial)
+
+
+def _decode_segment(raw: str, *, what: str, pointer: str) -> str:
+    if not _RAW_SEGMENT.fullmatch(raw):
+        raise InvalidInput(f"{what} {raw!r} is not a valid percent-encoded path segment", pointer=pointer)
+    try:
+        return unquote(raw, encoding="utf-8", errors="strict")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{what} {raw!r} does not decode as UTF-8", pointer=pointer) from exc
+
+
+def parse_digital_link_path(raw_path: str) -> LotRef | ParcelRef | UnitRef:
+    """Parse a raw (still percent-encoded) Digital Link path into a lot, parcel or unit reference.
+
+    Accepted: ``/01/{gtin}/10/{lot}``, ``/01/{gtin}/21/{serial}``, ``/01/{gtin}/10/{lot}/21/{serial}``
+    (a unit) and ``/00/{sscc}``; a single trailing ``/`` is tolerated. The path must not carry a query
+    or fragment. Raises InvalidInput naming the part at fault (``pointer`` is the path segment, e.g.
+    ``/01``, ``/10``).
+    """
+    if not isinstance(raw_path, str):
+        raise InvalidInput("a Digital Link path must be a string")
+    if "?" in raw_path or "#" in raw_path:
+        raise InvalidInput(f"Digital Link path {raw_path!r} must not carry a query or fragment")
+    if not raw_path.startswith("/"):
+        raise InvalidInput(f"Digital Link path {raw_path!r} must start with '/'")
+    body = raw_path[1:]
+    if body.endswith("/"):
+        body = body[:-1]
+    segments = body.split("/")
+    if len(segments) % 2 or not all(segments):
+        raise InvalidInput(
+            f"Digital Link path {raw_path!r} must be pairs of /AI/value with no empty segment"
+        )
+    pairs = [(segments[i], segments[i + 1]) for i in range(0, len(segments), 2)]
+    primary, key = pairs[0]
+    if primary == "00":
+        if len(pairs) != 1:
+            raise InvalidInput(f"an SSCC path takes no qualifiers: {raw_path!r}", pointer="/00")
+        return ParcelRef(validate_sscc(key, pointer="/00"))
+    if primary != "01":
+        raise InvalidInput(
+            f"Digital Link path {raw_path!r} must start with /01/ (GTIN) or /00/ (SSCC), not /{primary}/"
+        )
+    gtin = normalize_gtin(key, pointer="/01")
+    qualifiers = [ai for ai, _ in pairs[1:]]
+    if qualifiers not in (["10"], ["21"], ["10", "21"]):
+        raise InvalidInput(
+            f"after /01/{key} expected /10/{{lot}}, /21/{{serial}} or /10/{{lot}}/21/{{serial}}, "
+            f"got {'/' + '/'.join(qualifiers) if qualifiers else 'nothing'}",
+            pointer="/01",
+        )
+    values = {
+        ai: _decode_segment(value, what=f"AI {ai} value", pointer=f"/{ai}") for ai, value in pairs[1:]
+    }
+    lot = validate_lot(values["10"], pointer="/10") if "10" in values else None
+    if "21" in values:
+        return UnitRef(gtin, validate_serial(values["21"], pointer="/21"), lot)
+    assert lot is not None
+    return LotRef(gtin, lot)
+
+
+_URI_PATH = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*://[^/?#]*(?P<path>/[^?#]*)")
+
+
+def parse_digital_link_uri(uri: str, *, base_path: str = "") -> LotRef | ParcelRef | UnitRef:
+    """Parse a full Digital Link URI (any host), ignoring a query string and fragment.
+
+    ``base_path`` is a path prefix of the resolver (e.g. ``/tracer``) stripped before parsing.
+    Raises InvalidInput as :func:`parse_digital_link_path` does.
+    """
+    match = _URI_PATH.match(uri) if isinstance(uri, str) else None
+    if match is None:
+        raise InvalidInput(f"{uri!r} is not an absolute http(s) URI with a path")
+    path = match.group("path")
+    base = base_path.rstrip("/")
+    if base:
+        if not path.startswith(base + "/"):
+            raise InvalidInput(f"{uri!r} is not under {base_path!r}")
+        path = path[len(base) :]
+    return parse_digital_link_path(path)
