@@ -1,0 +1,187 @@
+"""The embedded chain: a supervised anvil (npm ``@foundry-rs/anvil``) with its state on disk.
+
+Measured with anvil 1.7.1 (tests/chain/test_anvil.py keeps these true):
+
+- ``--state FILE`` loads the file at start when it exists and dumps to it every ``--state-interval``
+  seconds and on a clean exit (SIGTERM). The dump holds accounts, storage, every block, transaction
+  and log, so after a restart the contract, its storage and its logs are there and block numbers go
+  on from the last dumped block.
+- A ``kill -9`` loses what happened after the last dump only; ``wait_for_state_dump()`` right after
+  deploying makes the deployment durable.
+- The dump is rewritten in place (same inode), not written aside and renamed: a kill during the write
+  leaves a truncated file that anvil refuses at the next start ("failed to parse json file"). Each
+  start therefore keeps the file it loaded successfully as ``<state>.bak``, and the error names it.
+- Every block, even empty, is kept in the dump (~1.75 KB per empty block at one-second blocks,
+  ~150 MB a day), and the whole file is rewritten at every interval.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from tracer.chain.supervisor import NodeSupervisor
+from tracer.config import PROJECT_ROOT
+from tracer.exceptions import ConfigurationError
+
+#: Where ``npm install`` puts the native binary that ``@foundry-rs/anvil`` ships (linux x64).
+ANVIL_BINARY_RELATIVE = Path("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+
+#: The development mnemonic of anvil, Hardhat and Ganache; its first key is ``config.DEV_DEPLOYER_KEY``.
+DEV_MNEMONIC = "test test test test test test test test test test test junk"
+
+
+def find_anvil_binary(root: Path = PROJECT_ROOT) -> Path:
+    """The native anvil binary under ``root/node_modules`` (never the npm Node wrapper).
+
+    Raises ConfigurationError when it is not installed.
+    """
+    candidates = [root / ANVIL_BINARY_RELATIVE]
+    # Other platforms ship their binary in a sibling package (@foundry-rs/anvil-<os>-<arch>).
+    candidates += sorted((root / "node_modules/@foundry-rs").glob("anvil-*/bin/anvil"))
+    for candidate in candidates:
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    raise ConfigurationError(
+        f"the anvil binary is not installed (looked for {root / ANVIL_BINARY_RELATIVE}); "
+        "run scripts/run or scripts/test to install it"
+    )
+
+
+class AnvilSupervisor(NodeSupervisor):
+    """A native anvil on ``127.0.0.1:port`` with one-second blocks and its state in ``state_path``.
+
+    ``start()`` loads the state file if it exists; ``stop()`` ends anvil cleanly, which dumps the state;
+    ``wait_for_state_dump(after)`` waits for the next periodic dump (every ``state_interval`` seconds).
+    Accounts come from the development mnemonic, each funded with ``balance_ether``.
+    ``block_time=None`` mines a block per transaction instead (automine: fast tests).
+    """
+
+    name = "anvil"
+
+    def __init__(
+        self,
+        *,
+        binary: Path | str,
+        port: int,
+        state_path: Path | str,
+        log_path: Path | str,
+        block_time: int | None = 1,
+        chain_id: int = 31337,
+        state_interval: int = 1,
+        mnemonic: str = DEV_MNEMONIC,
+        accounts: int = 10,
+        balance_ether: int = 1_000_000,
+    ) -> None:
+        super().__init__(port=port, log_path=Path(log_path), chain_id=chain_id)
+        self.binary = Path(binary)
+        self.state_path = Path(state_path)
+        self.block_time = block_time
+        self.state_interval = state_interval
+        self.mnemonic = mnemonic
+        self.accounts = accounts
+        self.balance_ether = balance_ether
+
+    @property
+    def backup_path(self) -> Path:
+        """The state file as it was at the last successful start."""
+        return self.state_path.with_name(self.state_path.name + ".bak")
+
+    @property
+    def _loading_path(self) -> Path:
+        return self.state_path.with_name(self.state_path.name + ".loading")
+
+    def command(self) -> list[str]:
+        """The anvil argv (see ``anvil --help``)."""
+        mining = ["--block-time", str(self.block_time)] if self.block_time is not None else []
+        return [
+            str(self.binary),
+            "--host", "127.0.0.1",
+            "--port", str(self.port),
+            "--chain-id", str(self.chain_id),
+            *mining,
+            "--state", str(self.state_path),
+            "--state-interval", str(self.state_interval),
+            "--mnemonic", self.mnemonic,
+            "--accounts", str(self.accounts),
+            "--balance", str(self.balance_ether),
+        ]  # fmt: skip
+
+    def prepare(self) -> None:
+        """Checks the binary, creates the state directory and sets aside the state about to be loaded."""
+        if not (self.binary.is_file() and os.access(self.binary, os.X_OK)):
+            raise ConfigurationError(
+                f"anvil binary {self.binary} is missing or not executable; run scripts/run or scripts/test "
+                "to install it"
+            )
+        self.state_path.parent.mkdir(parents=True, exist_ok=True)
+        if self.state_path.exists():
+            if self.state_path.stat().st_size == 0:
+                # anvil refuses an empty file; an empty file only ever means "no state yet".
+                self.state_path.unlink()
+            else:
+                # anvil rewrites the file in place within a second of starting; keep what it loads.
+                shutil.copy2(self.state_path, self._loading_path)
+
+    def started(self) -> None:
+        """anvil loaded the state file: the copy taken before start is a known-good backup now."""
+        if self._loading_path.exists():
+            os.replace(self._loading_path, self.backup_path)
+
+    def start(self, *, timeout: float = 20.0) -> AnvilSupervisor:
+        """Starts anvil (see ``NodeSupervisor.start``); a state file anvil cannot parse is named in the error."""
+        try:
+            super().start(timeout=timeout)
+        except ConfigurationError as exc:
+            if "failed to parse json file" in str(exc):
+                hint = (
+                    f" The state file {self.state_path} looks damaged (anvil killed while writing it?)."
+                    + (
+                        f" The state loaded at the last successful start is in {self.backup_path}: "
+                        "move it into place to restart from there."
+                        if self.backup_path.exists()
+                        else ""
+                    )
+                )
+                raise ConfigurationError(str(exc) + hint) from exc
+            raise
+        return self
+
+    def _dump_complete(self) -> bool:
+        """True when the state file ends like a whole JSON document and stopped growing.
+
+        The dump is written in place, so a fresh mtime alone may mean "being written".
+        """
+        try:
+            size = self.state_path.stat().st_size
+            with open(self.state_path, "rb") as handle:
+                handle.seek(max(0, size - 64))
+                complete = handle.read().rstrip().endswith(b"}")
+            time.sleep(0.02)
+            return complete and self.state_path.stat().st_size == size
+        except OSError:
+            return False
+
+    def wait_for_state_dump(self, after: float, *, timeout: float | None = None) -> float:
+        """Waits until the state file was written after the wall-clock time ``after`` (``time.time()``).
+
+        Returns the file's modification time. Call it after a deployment so that a hard kill right
+        after the first start loses nothing. Raises TimeoutError after ``timeout`` seconds (default:
+        five state intervals).
+        """
+        limit = timeout if timeout is not None else 5 * self.state_interval + 2
+        deadline = time.monotonic() + limit
+        while True:
+            try:
+                mtime = self.state_path.stat().st_mtime
+            except FileNotFoundError:
+                mtime = 0.0
+            if mtime > after and self._dump_complete():
+                return mtime
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"anvil did not write {self.state_path} within {limit:g} s; see {self.log_path}"
+                )
+            time.sleep(0.05)

@@ -1,0 +1,751 @@
+"""The registry as the service sees it: deploy, send signed calls, read lots and their recorded events.
+
+``ChainClient`` takes a ready ``Web3`` (an HTTP provider in production, eth-tester in unit tests) and
+the registry's ABI (default: the committed artifact). Transactions are signed locally with
+eth-account (fast with ``coincurve`` installed) and sent raw; nothing relies on node-held accounts.
+
+Errors are translated here, once: a node that does not answer becomes ``ChainUnavailable``; a
+revert becomes ``ContractReverted(name, args)`` decoded from any custom error of the ABI (the
+registry's own and OpenZeppelin's, e.g. ``AccessControlUnauthorizedAccount``, ``EnforcedPause``),
+from ``Error(string)`` (name ``"Error"``) or ``Panic(uint256)`` (name ``"Panic"``). In decoded error
+arguments ``bytes`` values are ``0x`` hex strings and addresses checksummed, so they read well in
+messages and JSON problem documents.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from eth_abi import abi as eth_abi
+from eth_utils import (
+    event_abi_to_log_topic,
+    function_abi_to_4byte_selector,
+    get_abi_input_names,
+    get_abi_input_types,
+    get_abi_output_types,
+    keccak,
+    to_checksum_address,
+)
+from hexbytes import HexBytes
+from web3 import HTTPProvider, Web3
+from web3.exceptions import (
+    ContractLogicError,
+    ProviderConnectionError,
+    TransactionNotFound,
+    Web3RPCError,
+)
+
+from tracer.exceptions import ChainError, ChainUnavailable, ConfigurationError, ContractReverted
+
+if TYPE_CHECKING:
+    from eth_account.signers.local import LocalAccount
+
+#: ``ITraceRegistry.Step`` in declaration order: the on-chain ``step`` value is the index.
+STEP_NAMES: tuple[str, ...] = (
+    "Declared",
+    "Entered",
+    "Inspected",
+    "Stored",
+    "Split",
+    "DocumentAttached",
+    "Released",
+    "Delivered",
+    "Recalled",
+)
+
+#: The on-chain roles; the id of each is keccak256 of its name, except ``admin`` (DEFAULT_ADMIN_ROLE, 0x00).
+ROLE_NAMES: tuple[str, ...] = ("admin", "customs_admin", "enterprise", "warehouse", "customs", "carrier", "payment")
+
+#: Gas limits per registry function, sent without an ``eth_estimateGas`` round trip. Measured on the
+#: registry (tests/chain/test_client.py::test_gas_limits_cover_measured_use) as the highest gas used
+#: in a journey, plus headroom; an unknown function falls back to an estimate.
+GAS_LIMITS: dict[str, int] = {
+    "declareLot": 160_000,
+    "recordEntry": 90_000,
+    "recordInspection": 90_000,
+    "recordStorage": 90_000,
+    "splitParcel": 200_000,
+    "attachDocument": 120_000,
+    "releaseParcel": 120_000,
+    "recordDelivery": 90_000,
+    "recall": 90_000,
+    "grantRole": 90_000,
+    "revokeRole": 70_000,
+    "pause": 60_000,
+    "unpause": 60_000,
+}
+
+#: Blocks per ``eth_getLogs`` request: nodes cap the range or the response size of one request.
+LOG_CHUNK_BLOCKS = 10_000
+
+#: How long a read base fee is reused for EIP-1559 fees; the max fee leaves room for ~6 full blocks.
+FEE_CACHE_SECONDS = 2.0
+
+_DEFAULT_PRIORITY_FEE = 10**9  # 1 gwei, when the node has no eth_maxPriorityFeePerGas
+_TRANSFER_GAS = 21_000
+_ERROR_SELECTOR = bytes.fromhex("08c379a0")  # Error(string)
+_PANIC_SELECTOR = bytes.fromhex("4e487b71")  # Panic(uint256)
+_ADMIN_ROLE = b"\x00" * 32
+
+
+def role_id(role_name: str) -> bytes:
+    """The 32-byte on-chain id of a role name (``admin`` is OpenZeppelin's DEFAULT_ADMIN_ROLE, 0x00).
+
+    Raises ValueError for a name that is not in ``ROLE_NAMES``.
+    """
+    if role_name not in ROLE_NAMES:
+        raise ValueError(f"unknown role {role_name!r}; one of {', '.join(ROLE_NAMES)}")
+    return _ADMIN_ROLE if role_name == "admin" else keccak(text=role_name)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without credentials (user, password) and query string, fit for logs and /healthz."""
+    parts = urlsplit(url)
+    netloc = parts.hostname or ""
+    if parts.port:
+        netloc = f"{netloc}:{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+class ReceiptTimeout(ChainUnavailable, TimeoutError):
+    """A sent transaction was not mined within the wait; it may still be mined later (also a TimeoutError)."""
+
+    def __init__(self, rpc_url: str, tx_hash: str, timeout: float) -> None:
+        self.tx_hash = tx_hash
+        self.timeout = timeout
+        super().__init__(rpc_url, f"transaction {tx_hash} not mined within {timeout:g} s")
+
+
+class TransactionRejected(ChainError):
+    """The node refused a signed transaction (nonce too low, fee too low, insufficient funds, ...)."""
+
+    def __init__(self, reason: str, *, nonce: int | None = None) -> None:
+        self.reason = reason
+        self.nonce = nonce
+        super().__init__(f"transaction rejected by the node (nonce {nonce}): {reason}")
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedEvent:
+    """One ``EventRecorded`` log of the registry: a journey step of a lot, where it sits on chain."""
+
+    lot_id: bytes
+    seq: int
+    author: str
+    step: int
+    step_name: str
+    subject: bytes
+    event_hash: bytes
+    head: bytes
+    tx_hash: str
+    block_number: int
+    block_hash: bytes
+    log_index: int
+
+
+@dataclass(frozen=True, slots=True)
+class Receipt:
+    """A mined, successful transaction and the registry events it recorded.
+
+    ``receipt[key]`` reads a field of the node's own receipt (``receipt["blockNumber"]``).
+    """
+
+    tx_hash: str
+    block_number: int
+    block_hash: bytes
+    gas_used: int
+    contract_address: str | None
+    events: tuple[RecordedEvent, ...]
+    raw: Mapping[str, Any] = field(default_factory=dict, repr=False, compare=False)
+
+    def __getitem__(self, key: str) -> Any:
+        return self.raw[key]
+
+
+@dataclass(frozen=True, slots=True)
+class _Function:
+    selector: bytes
+    input_types: tuple[str, ...]
+    output_types: tuple[str, ...]
+    abi: dict[str, Any]
+
+
+class ChainClient:
+    """The registry at ``address`` on the chain behind ``w3``, with the registry ``abi``.
+
+    ``abi`` defaults to the committed artifact (``tracer.chain.compiler.load_artifact()``), loaded on
+    first use. ``deploy_block`` is where log scans start. Every method raises ``ChainUnavailable`` when
+    the node does not answer; calls that run the contract raise ``ContractReverted`` on a revert.
+    """
+
+    def __init__(
+        self,
+        w3: Web3,
+        *,
+        address: str | None = None,
+        abi: Sequence[dict[str, Any]] | None = None,
+        deploy_block: int = 0,
+    ) -> None:
+        self._w3 = w3
+        self._address = to_checksum_address(address) if address else None
+        self._abi: list[dict[str, Any]] | None = list(abi) if abi is not None else None
+        self.deploy_block = deploy_block
+        self._functions: dict[str, _Function] | None = None
+        self._errors: dict[bytes, tuple[str, list[str], list[str]]] | None = None
+        self._chain_id: int | None = None
+        self._fees: tuple[float, dict[str, int]] | None = None
+        self._priority_fee: int | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def connect(
+        cls,
+        rpc_url: str,
+        *,
+        timeout: float = 10.0,
+        address: str | None = None,
+        abi: Sequence[dict[str, Any]] | None = None,
+        deploy_block: int = 0,
+    ) -> ChainClient:
+        """A client over HTTP JSON-RPC at ``rpc_url``; each request gives up after ``timeout`` seconds.
+
+        web3's own retries are off: a node that does not answer raises ``ChainUnavailable`` at once and
+        the caller (the writer's loop) decides when to try again.
+        """
+        provider = HTTPProvider(rpc_url, request_kwargs={"timeout": timeout}, exception_retry_configuration=None)
+        return cls(Web3(provider), address=address, abi=abi, deploy_block=deploy_block)
+
+    # -- what the client is bound to ----------------------------------------------------------------
+
+    @property
+    def w3(self) -> Web3:
+        """The underlying Web3 instance."""
+        return self._w3
+
+    @property
+    def rpc_url(self) -> str:
+        """The node's URL without credentials (or a description of a non-HTTP provider)."""
+        endpoint = getattr(self._w3.provider, "endpoint_uri", None)
+        return redact_url(str(endpoint)) if endpoint else type(self._w3.provider).__name__
+
+    @property
+    def address(self) -> str:
+        """The registry's checksummed address; ConfigurationError when there is none yet."""
+        if self._address is None:
+            raise ConfigurationError("no registry address: deploy one or set TRACER_REGISTRY_ADDRESS")
+        return self._address
+
+    @property
+    def abi(self) -> list[dict[str, Any]]:
+        """The registry ABI (the committed artifact's unless one was passed in)."""
+        if self._abi is None:
+            from tracer.chain.compiler import load_artifact  # lazily: the artifact is only read when needed
+
+            self._abi = list(load_artifact().abi)
+        return self._abi
+
+    # -- the node -----------------------------------------------------------------------------------
+
+    @property
+    def chain_id(self) -> int:
+        """The chain id (read once)."""
+        if self._chain_id is None:
+            with self._rpc():
+                self._chain_id = int(self._w3.eth.chain_id)
+        return self._chain_id
+
+    def latest_block(self) -> int:
+        """The number of the latest block."""
+        with self._rpc():
+            return int(self._w3.eth.block_number)
+
+    def is_reachable(self) -> bool:
+        """True when the node answers ``eth_chainId`` now (never raises)."""
+        try:
+            with self._rpc():
+                self._w3.eth.chain_id  # noqa: B018 - the request is the point
+        except ChainUnavailable:
+            return False
+        return True
+
+    def code_at(self, address: str) -> bytes:
+        """The runtime bytecode at ``address`` (empty when no contract is there)."""
+        with self._rpc():
+            return bytes(self._w3.eth.get_code(to_checksum_address(address)))
+
+    def block_hash(self, number: int) -> bytes:
+        """The hash of block ``number`` (ChainError when there is no such block)."""
+        with self._rpc():
+            block = self._w3.eth.get_block(number)
+        return bytes(block["hash"])
+
+    def pending_nonce(self, address: str) -> int:
+        """The next nonce of ``address``, counting its transactions still in the node's pool."""
+        with self._rpc():
+            return int(self._w3.eth.get_transaction_count(to_checksum_address(address), "pending"))
+
+    def balance(self, address: str) -> int:
+        """The balance of ``address`` in wei."""
+        with self._rpc():
+            return int(self._w3.eth.get_balance(to_checksum_address(address)))
+
+    # -- writing ------------------------------------------------------------------------------------
+
+    def deploy(
+        self,
+        *,
+        deployer: LocalAccount,
+        admin: str,
+        customs_admin: str,
+        bytecode: str | bytes | None = None,
+        abi: Sequence[dict[str, Any]] | None = None,
+        timeout: float = 60.0,
+    ) -> tuple[str, int]:
+        """Deploys the registry with ``admin`` and ``customs_admin`` and waits for it to be mined.
+
+        ``bytecode`` and ``abi`` default to the committed artifact. The client is bound to the new
+        registry afterwards. Returns ``(address, block_number)``.
+        """
+        if bytecode is None or abi is None:
+            from tracer.chain.compiler import load_artifact
+
+            artifact = load_artifact()
+            bytecode = artifact.bytecode if bytecode is None else bytecode
+            abi = artifact.abi if abi is None else abi
+        abi = list(abi)
+        code = HexBytes(bytecode)
+        constructor = next((item for item in abi if item.get("type") == "constructor"), {"inputs": []})
+        ctor_args = eth_abi.encode(get_abi_input_types(constructor), [admin, customs_admin])
+        data = bytes(code) + ctor_args
+        with self._rpc():
+            estimate = self._w3.eth.estimate_gas({"from": deployer.address, "data": HexBytes(data)})
+        tx_hash = self._send(sender=deployer, to=None, data=data, value=0, nonce=None, gas=estimate * 6 // 5)
+        receipt = self.wait_receipt(tx_hash, timeout=timeout)
+        if receipt.contract_address is None:
+            raise ChainError(f"deployment {tx_hash} created no contract")
+        self._abi = abi
+        self._functions = self._errors = None
+        self._address = receipt.contract_address
+        self.deploy_block = receipt.block_number
+        return receipt.contract_address, receipt.block_number
+
+    def send_call(
+        self,
+        *,
+        sender: LocalAccount,
+        function: str,
+        args: Sequence[Any],
+        nonce: int | None = None,
+        gas: int | None = None,
+    ) -> str:
+        """Signs a call of the registry's ``function(*args)`` by ``sender`` and sends it; returns the tx hash.
+
+        ``gas`` defaults to ``GAS_LIMITS[function]`` (an estimate for functions not in the table) and
+        ``nonce`` to the sender's pending count. Does not wait for the receipt: see ``wait_receipt``.
+        Raises ContractReverted if the node refuses it with a revert, TransactionRejected for other
+        refusals.
+        """
+        data = self._encode_call(function, args)
+        if gas is None:
+            gas = GAS_LIMITS.get(function)
+        if gas is None:
+            gas = self._estimate(sender=sender.address, to=self.address, data=data) * 6 // 5
+        return self._send(sender=sender, to=self.address, data=data, value=0, nonce=nonce, gas=gas)
+
+    def transfer(self, *, sender: LocalAccount, to: str, value_wei: int, nonce: int | None = None) -> str:
+        """Sends ``value_wei`` from ``sender`` to ``to`` (funding an actor); returns the tx hash."""
+        return self._send(
+            sender=sender, to=to_checksum_address(to), data=b"", value=value_wei, nonce=nonce, gas=_TRANSFER_GAS
+        )
+
+    def grant_role(self, *, sender: LocalAccount, role_name: str, address: str, nonce: int | None = None) -> str:
+        """Sends ``grantRole(role, address)`` signed by ``sender`` (who must hold the role's admin role)."""
+        return self.send_call(
+            sender=sender, function="grantRole", args=[role_id(role_name), to_checksum_address(address)], nonce=nonce
+        )
+
+    def wait_receipt(self, tx_hash: str | bytes, *, timeout: float = 30.0) -> Receipt:
+        """Waits until ``tx_hash`` is mined and returns its receipt.
+
+        A failed transaction is replayed with ``eth_call`` at its block to find its revert reason and
+        raises ContractReverted (``"OutOfGas"`` when it used all its gas and the replay succeeds).
+        ReceiptTimeout after ``timeout`` seconds.
+        """
+        tx_hash = HexBytes(tx_hash).to_0x_hex()
+        deadline = time.monotonic() + timeout
+        pause = 0.02
+        while True:
+            try:
+                with self._rpc():
+                    raw = self._w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
+                break
+            except TransactionNotFound:
+                pass
+            if time.monotonic() > deadline:
+                raise ReceiptTimeout(self.rpc_url, tx_hash, timeout)
+            time.sleep(pause)
+            pause = min(pause * 1.5, 0.25)
+        if raw["status"] != 1:
+            raise self._replay_failure(tx_hash, raw)
+        return Receipt(
+            tx_hash=tx_hash,
+            block_number=int(raw["blockNumber"]),
+            block_hash=bytes(raw["blockHash"]),
+            gas_used=int(raw["gasUsed"]),
+            contract_address=raw.get("contractAddress"),
+            events=tuple(self._decode_logs(raw["logs"])),
+            raw=raw,
+        )
+
+    # -- reading ------------------------------------------------------------------------------------
+
+    def recorded_in(self, receipt: Receipt | Mapping[str, Any]) -> list[RecordedEvent]:
+        """The registry's ``EventRecorded`` events in a receipt (ours or a node's raw receipt)."""
+        if isinstance(receipt, Receipt):
+            return list(receipt.events)
+        return list(self._decode_logs(receipt["logs"]))
+
+    def simulate(self, *, sender_address: str, function: str, args: Sequence[Any]) -> Any:
+        """Runs ``function(*args)`` as ``sender_address`` with ``eth_call`` on the latest state.
+
+        Returns the decoded result (one value, a tuple for several, None for none); raises
+        ContractReverted if it would revert.
+        """
+        return self.call(function, args, sender_address=sender_address)
+
+    def call(
+        self, function: str, args: Sequence[Any] = (), *, sender_address: str | None = None, block: int | str = "latest"
+    ) -> Any:
+        """Calls a registry function read-only and decodes its result (see ``simulate``)."""
+        fn = self._function(function)
+        tx: dict[str, Any] = {"to": self.address, "data": HexBytes(self._encode_call(function, args))}
+        if sender_address is not None:
+            tx["from"] = to_checksum_address(sender_address)
+        with self._reverts(), self._rpc():
+            output = self._w3.eth.call(tx, block)  # type: ignore[arg-type]
+        values = eth_abi.decode(fn.output_types, bytes(output))
+        if not values:
+            return None
+        return values[0] if len(values) == 1 else values
+
+    def has_role(self, role_name: str, address: str) -> bool:
+        """Whether ``address`` holds the role ``role_name`` in the registry."""
+        return bool(self.call("hasRole", [role_id(role_name), to_checksum_address(address)]))
+
+    def get_lot(self, lot_id: bytes | str) -> dict[str, Any]:
+        """The registry's ``Lot`` struct of ``lot_id`` as a dict keyed by the struct's field names.
+
+        An unknown lot has ``state`` 0 (``LotState.None``) and zeros elsewhere.
+        """
+        return self._struct("getLot", _bytes32(lot_id))
+
+    def get_parcel(self, parcel_id: bytes | str) -> dict[str, Any]:
+        """The registry's ``Parcel`` struct of ``parcel_id`` as a dict keyed by the struct's field names."""
+        return self._struct("getParcel", _bytes32(parcel_id))
+
+    def is_recalled(self, id: bytes | str) -> bool:  # noqa: A002 - the registry's own parameter name
+        """Whether the lot ``id``, or the lot the parcel ``id`` was split from, is recalled."""
+        return bool(self.call("isRecalled", [_bytes32(id)]))
+
+    def lot_events(
+        self, lot_id: bytes | str, *, from_block: int | None = None, to_block: int | str = "latest"
+    ) -> list[RecordedEvent]:
+        """Every ``EventRecorded`` log of ``lot_id`` between the blocks, in chain order.
+
+        Scans from ``from_block`` (default: the deploy block) in ranges of ``LOG_CHUNK_BLOCKS``.
+        """
+        lot_topic = HexBytes(_bytes32(lot_id)).to_0x_hex()
+        start = self.deploy_block if from_block is None else from_block
+        end = self.latest_block() if to_block == "latest" else int(to_block)
+        events: list[RecordedEvent] = []
+        for chunk_start in range(start, end + 1, LOG_CHUNK_BLOCKS):
+            chunk_end = min(chunk_start + LOG_CHUNK_BLOCKS - 1, end)
+            with self._rpc():
+                logs = self._w3.eth.get_logs(
+                    {
+                        "address": self.address,
+                        "topics": [self._event_topic().to_0x_hex(), lot_topic],
+                        "fromBlock": chunk_start,
+                        "toBlock": chunk_end,
+                    }
+                )
+            events.extend(self._decode_logs(logs))
+        events.sort(key=lambda e: (e.block_number, e.log_index))
+        return events
+
+    # -- internals: encoding ------------------------------------------------------------------------
+
+    def _function(self, name: str) -> _Function:
+        if self._functions is None:
+            table: dict[str, _Function] = {}
+            for item in self.abi:
+                if item.get("type") == "function":
+                    # Overloads are not used by the registry; the first one wins.
+                    table.setdefault(
+                        item["name"],
+                        _Function(
+                            selector=function_abi_to_4byte_selector(item),  # type: ignore[arg-type]
+                            input_types=tuple(get_abi_input_types(item)),  # type: ignore[arg-type]
+                            output_types=tuple(get_abi_output_types(item)),  # type: ignore[arg-type]
+                            abi=item,
+                        ),
+                    )
+            self._functions = table
+        try:
+            return self._functions[name]
+        except KeyError:
+            raise ValueError(f"the registry ABI has no function {name!r}") from None
+
+    def _encode_call(self, function: str, args: Sequence[Any]) -> bytes:
+        fn = self._function(function)
+        if len(args) != len(fn.input_types):
+            raise ValueError(f"{function} takes {len(fn.input_types)} arguments, got {len(args)}")
+        values = [
+            HexBytes(value) if isinstance(value, str) and kind.startswith("bytes") else value
+            for kind, value in zip(fn.input_types, args, strict=True)
+        ]
+        return fn.selector + eth_abi.encode(fn.input_types, values)
+
+    def _struct(self, function: str, *args: Any) -> dict[str, Any]:
+        fn = self._function(function)
+        value = self.call(function, list(args))
+        components = fn.abi["outputs"][0].get("components", [])
+        return {c["name"]: _plain(c["type"], v) for c, v in zip(components, value, strict=True)}
+
+    def _event_topic(self) -> HexBytes:
+        event = next(
+            (item for item in self.abi if item.get("type") == "event" and item.get("name") == "EventRecorded"), None
+        )
+        if event is None:
+            raise ConfigurationError("the registry ABI has no EventRecorded event")
+        return HexBytes(event_abi_to_log_topic(event))  # type: ignore[arg-type]
+
+    def _decode_logs(self, logs: Sequence[Any]) -> Iterator[RecordedEvent]:
+        topic = self._event_topic()
+        address = self._address
+        for log in logs:
+            topics = log["topics"]
+            if log.get("removed") or not topics or HexBytes(topics[0]) != topic:
+                continue
+            if address is not None and to_checksum_address(log["address"]) != address:
+                continue
+            step, subject, event_hash, head = eth_abi.decode(
+                ["uint8", "bytes32", "bytes32", "bytes32"], bytes(HexBytes(log["data"]))
+            )
+            yield RecordedEvent(
+                lot_id=bytes(HexBytes(topics[1])),
+                seq=int.from_bytes(HexBytes(topics[2]), "big"),
+                author=to_checksum_address(HexBytes(topics[3])[-20:]),
+                step=step,
+                step_name=STEP_NAMES[step] if step < len(STEP_NAMES) else f"Step{step}",
+                subject=subject,
+                event_hash=event_hash,
+                head=head,
+                tx_hash=HexBytes(log["transactionHash"]).to_0x_hex(),
+                block_number=int(log["blockNumber"]),
+                block_hash=bytes(HexBytes(log["blockHash"])),
+                log_index=int(log["logIndex"]),
+            )
+
+    # -- internals: sending -------------------------------------------------------------------------
+
+    def _estimate(self, *, sender: str, to: str | None, data: bytes) -> int:
+        tx: dict[str, Any] = {"from": sender, "data": HexBytes(data)}
+        if to is not None:
+            tx["to"] = to
+        with self._reverts(), self._rpc():
+            return int(self._w3.eth.estimate_gas(tx))  # type: ignore[arg-type]
+
+    def _fee_fields(self) -> dict[str, int]:
+        """EIP-1559 fees from a base fee read at most every FEE_CACHE_SECONDS; gasPrice without London."""
+        now = time.monotonic()
+        cached = self._fees
+        if cached is not None and now - cached[0] < FEE_CACHE_SECONDS:
+            return cached[1]
+        with self._rpc():
+            block = self._w3.eth.get_block("latest")
+            base_fee = block.get("baseFeePerGas")
+            if base_fee is None:
+                fees = {"gasPrice": int(self._w3.eth.gas_price)}
+            else:
+                if self._priority_fee is None:
+                    try:
+                        self._priority_fee = int(self._w3.eth.max_priority_fee)
+                    except Web3RPCError:
+                        self._priority_fee = _DEFAULT_PRIORITY_FEE
+                tip = self._priority_fee
+                fees = {"maxFeePerGas": 2 * int(base_fee) + tip, "maxPriorityFeePerGas": tip}
+        self._fees = (now, fees)
+        return fees
+
+    def _send(
+        self, *, sender: LocalAccount, to: str | None, data: bytes, value: int, nonce: int | None, gas: int
+    ) -> str:
+        if nonce is None:
+            nonce = self.pending_nonce(sender.address)
+        tx: dict[str, Any] = {
+            "chainId": self.chain_id,
+            "nonce": nonce,
+            "gas": gas,
+            "value": value,
+            "data": data,
+            **self._fee_fields(),
+        }
+        if to is not None:
+            tx["to"] = to
+        signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
+        try:
+            with self._reverts(), self._rpc():
+                return HexBytes(self._w3.eth.send_raw_transaction(signed.raw_transaction)).to_0x_hex()
+        except Web3RPCError as exc:
+            if "fee" in exc.message.lower() or "underpriced" in exc.message.lower():
+                self._fees = None  # the next send reads the base fee again
+            raise TransactionRejected(exc.message, nonce=nonce) from exc
+
+    def _replay_failure(self, tx_hash: str, receipt: Any) -> ContractReverted:
+        """Finds why a mined transaction failed by running it again with eth_call at its block."""
+        with self._rpc():
+            tx = self._w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+        call: dict[str, Any] = {"from": tx["from"], "data": HexBytes(tx["input"]), "value": tx["value"], "gas": tx["gas"]}
+        if tx.get("to"):
+            call["to"] = tx["to"]
+        try:
+            with self._reverts(), self._rpc():
+                self._w3.eth.call(call, int(receipt["blockNumber"]))  # type: ignore[arg-type]
+        except ContractReverted as reverted:
+            return reverted
+        except Web3RPCError as exc:
+            # The node no longer has the state of that block (pruned, or restarted from a dump).
+            return ContractReverted("Reverted", {"tx_hash": tx_hash, "reason": exc.message})
+        if int(receipt["gasUsed"]) >= int(tx["gas"]):
+            return ContractReverted("OutOfGas", {"tx_hash": tx_hash, "gas": int(tx["gas"])})
+        return ContractReverted("Reverted", {"tx_hash": tx_hash})
+
+    # -- internals: error translation ---------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _rpc(self) -> Iterator[None]:
+        """Connection failures of any kind become ChainUnavailable (requests' errors are OSErrors)."""
+        try:
+            yield
+        except (OSError, ProviderConnectionError) as exc:
+            raise ChainUnavailable(self.rpc_url, _reason(exc)) from exc
+
+    @contextlib.contextmanager
+    def _reverts(self) -> Iterator[None]:
+        """A revert reported by the node becomes ContractReverted, decoded against the ABI."""
+        try:
+            yield
+        except ContractLogicError as exc:
+            raise self._decode_revert(_revert_data(exc.data), fallback=exc.message) from exc
+        except Web3RPCError as exc:
+            data = _rpc_error_data(exc)
+            if data is None and "revert" not in exc.message.lower():
+                raise
+            raise self._decode_revert(data or b"", fallback=exc.message) from exc
+
+    def _error_table(self) -> dict[bytes, tuple[str, list[str], list[str]]]:
+        if self._errors is None:
+            table = {}
+            for item in self.abi:
+                if item.get("type") == "error":
+                    table[function_abi_to_4byte_selector(item)] = (  # type: ignore[arg-type]
+                        item["name"],
+                        list(get_abi_input_types(item)),  # type: ignore[arg-type]
+                        list(get_abi_input_names(item)),  # type: ignore[arg-type]
+                    )
+            self._errors = table
+        return self._errors
+
+    def _decode_revert(self, data: bytes, *, fallback: str | None = None) -> ContractReverted:
+        """ContractReverted for the revert ``data``: a custom error of the ABI, Error(string) or Panic."""
+        selector, payload = data[:4], data[4:]
+        if not data:
+            return ContractReverted("Reverted", {"message": fallback} if fallback else {})
+        try:
+            if selector == _ERROR_SELECTOR:
+                (message,) = eth_abi.decode(["string"], payload)
+                return ContractReverted("Error", {"message": message})
+            if selector == _PANIC_SELECTOR:
+                (code,) = eth_abi.decode(["uint256"], payload)
+                return ContractReverted("Panic", {"code": code})
+            known = self._error_table().get(selector)
+            if known is not None:
+                name, types, names = known
+                values = eth_abi.decode(types, payload)
+                return ContractReverted(
+                    name, {n: _error_value(t, v) for n, t, v in zip(names, types, values, strict=True)}
+                )
+        except Exception:  # noqa: BLE001 - malformed revert data still deserves a readable error
+            pass
+        return ContractReverted("UnknownError", {"data": HexBytes(data).to_0x_hex()})
+
+
+def _bytes32(value: bytes | str) -> bytes:
+    raw = bytes(HexBytes(value))
+    if len(raw) != 32:
+        raise ValueError(f"expected 32 bytes, got {len(raw)}")
+    return raw
+
+
+def _plain(abi_type: str, value: Any) -> Any:
+    """A struct field as Python holds it: addresses checksummed, bytes as bytes."""
+    if abi_type == "address":
+        return to_checksum_address(value)
+    return value
+
+
+def _error_value(abi_type: str, value: Any) -> Any:
+    """An error argument as messages and JSON show it: addresses checksummed, bytes as 0x hex."""
+    if abi_type == "address":
+        return to_checksum_address(value)
+    if isinstance(value, bytes):
+        return HexBytes(value).to_0x_hex()
+    return value
+
+
+def _reason(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    # requests nests the cause ("HTTPConnectionPool(...): Max retries exceeded ... (Caused by ...)").
+    if "Connection refused" in text:
+        return "connection refused"
+    if "timed out" in text.lower():
+        return "timed out"
+    return f"{type(exc).__name__}: {text[:200]}"
+
+
+def _revert_data(data: Any) -> bytes:
+    """The revert bytes from what web3 puts on ContractLogicError.data (a hex string or a node's dict)."""
+    if isinstance(data, dict):
+        for key in ("data", "result"):
+            if isinstance(data.get(key), str):
+                return _revert_data(data[key])
+        for value in data.values():
+            # Ganache keys its error data by transaction hash.
+            if isinstance(value, dict):
+                found = _revert_data(value)
+                if found:
+                    return found
+        return b""
+    if isinstance(data, str):
+        text = data.removeprefix("Reverted ").strip()
+        if text.startswith("0x"):
+            try:
+                return bytes(HexBytes(text))
+            except ValueError:
+                return b""
+    return b""
+
+
+def _rpc_error_data(exc: Web3RPCError) -> bytes | None:
+    response = exc.rpc_response or {}
+    error = response.get("error") if isinstance(response, dict) else None
+    if isinstance(error, dict) and "data" in error:
+        return _revert_data(error["data"]) or None
+    return None
