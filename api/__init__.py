@@ -1,0 +1,1 @@
+"""The HTTP layer of tracer: FastAPI routes over the ``tracer`` core."""

@@ -1,0 +1,44 @@
+"""Dependencies of the routes, as Annotated aliases (``SessionDep``, ``ActorDep``, ``ServiceDep``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from tracer.actors import authenticate
+from tracer.service import Service
+from tracer.store.models import Actor
+
+_bearer = HTTPBearer(auto_error=False, description="The actor's API key")
+
+
+def get_service(request: Request) -> Service:
+    """The service the app was created with."""
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def get_session(service: ServiceDep) -> Iterator[Session]:
+    """A database session for one request."""
+    with Session(service.engine) as session:
+        yield session
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_actor(
+    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Actor:
+    """The actor whose API key came with the request (401 otherwise)."""
+    return authenticate(session=session, api_key=credentials.credentials if credentials else None)
+
+
+ActorDep = Annotated[Actor, Depends(get_actor)]

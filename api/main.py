@@ -1,0 +1,41 @@
+"""The FastAPI application: routers over the tracer core, one error mapping."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import problems
+from api.routes import actors, health, journey, scan
+from tracer import __version__
+from tracer.service import Service
+
+
+def create_app(service: Service, *, run_writer: bool = True) -> FastAPI:
+    """The API over an opened ``service``; with ``run_writer`` its outbox writer runs while the app does."""
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if run_writer:
+            service.writer.start()
+        try:
+            yield
+        finally:
+            if run_writer:
+                service.writer.stop()
+
+    app = FastAPI(
+        title="tracer",
+        version=__version__,
+        summary="Blockchain-backed goods traceability for cross-border e-commerce bonded imports",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    problems.install(app)
+    app.include_router(health.router)
+    app.include_router(actors.router)
+    app.include_router(journey.router)
+    app.include_router(scan.router)
+    return app

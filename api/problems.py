@@ -1,0 +1,89 @@
+"""RFC 7807 problem documents: the one place where errors become HTTP status codes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tracer.exceptions import (
+    AuthenticationFailed,
+    ChainUnavailable,
+    ConfigurationError,
+    Conflict,
+    ContractReverted,
+    DocumentsMismatch,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    TracerError,
+)
+
+PROBLEM_TYPE_BASE = "https://ns.tracer.dev/problems/"
+
+# Most specific first: the first matching class decides the status.
+_STATUS: list[tuple[type[TracerError], int, str]] = [
+    (InvalidInput, 400, "invalid-input"),
+    (AuthenticationFailed, 401, "unauthenticated"),
+    (PermissionDenied, 403, "forbidden"),
+    (NotFound, 404, "not-found"),
+    (Conflict, 409, "conflict"),
+    (ContractReverted, 409, "chain-refused"),
+    (DocumentsMismatch, 422, "documents-mismatch"),
+    (ChainUnavailable, 503, "chain-unavailable"),
+    (ConfigurationError, 503, "misconfigured"),
+]
+
+
+def problem(
+    status: int, title: str, detail: str, *, kind: str, errors: list[dict[str, str]] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """A problem+json response."""
+    body: dict[str, Any] = {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status, "detail": detail}
+    if errors:
+        body["errors"] = errors
+    return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
+
+
+def _tracer_error(_request: Request, exc: Exception) -> JSONResponse:
+    status, kind = next(((status, kind) for cls, status, kind in _STATUS if isinstance(exc, cls)), (500, "internal"))
+    errors = None
+    if isinstance(exc, InvalidInput) and exc.pointer:
+        errors = [{"pointer": exc.pointer, "message": exc.message}]
+    elif isinstance(exc, DocumentsMismatch):
+        errors = [{"pointer": "", "message": message} for message in exc.problems]
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    title = type(exc).__doc__.strip().splitlines()[0] if type(exc).__doc__ else type(exc).__name__
+    return problem(status, title, str(exc), kind=kind, errors=errors, headers=headers)
+
+
+def _pointer(location: tuple[Any, ...]) -> str:
+    # FastAPI locations start with where the value came from ("body", "query", "path", "header").
+    parts = [str(part).replace("~", "~0").replace("/", "~1") for part in location[1:]]
+    return "/" + "/".join(parts) if parts else "/"
+
+
+def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {"pointer": _pointer(tuple(err.get("loc", ()))), "message": str(err.get("msg", "invalid"))}
+        for err in exc.errors()
+    ]
+    detail = "; ".join(f"{e['pointer']}: {e['message']}" for e in errors)
+    return problem(400, "The request is malformed", detail, kind="invalid-input", errors=errors)
+
+
+def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem(exc.status_code, str(exc.detail), str(exc.detail), kind="http", headers=exc.headers)
+
+
+def install(app: FastAPI) -> None:
+    """Registers the error mapping on ``app``."""
+    app.add_exception_handler(TracerError, _tracer_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

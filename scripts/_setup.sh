@@ -1,0 +1,44 @@
+# Sourced by scripts/run and scripts/test: sets up whatever is missing, quickly when nothing is.
+#   - .venv with the project and its test dependencies (re-installed when pyproject.toml changes)
+#   - node_modules from package-lock.json: solc, OpenZeppelin 5.4.0, anvil, cast, Ganache
+#   - the compiled registry, when its sources changed since the committed artifact
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+say() { printf '\033[1m[setup]\033[0m %s\n' "$*" >&2; }
+fail() { printf '\033[31m[setup] %s\033[0m\n' "$*" >&2; exit 1; }
+
+fingerprint() { cat "$@" 2>/dev/null | sha256sum | cut -c1-16; }
+
+PYTHON="${PYTHON:-python3.11}"
+command -v "$PYTHON" >/dev/null 2>&1 || PYTHON=python3
+"$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+  || fail "Python 3.11 or newer is needed ($PYTHON is $("$PYTHON" --version 2>&1)); install python3.11"
+command -v node >/dev/null 2>&1 || fail "Node.js 20 is needed for the Solidity compiler and anvil; install nodejs"
+command -v npm >/dev/null 2>&1 || fail "npm is needed; install npm"
+
+if [ ! -x .venv/bin/python ]; then
+  say "creating the virtual environment in .venv"
+  "$PYTHON" -m venv .venv || fail "python -m venv failed; on Debian: apt-get install python3-venv"
+fi
+
+py_stamp=".venv/.tracer-setup-$(fingerprint pyproject.toml)"
+if [ ! -f "$py_stamp" ]; then
+  say "installing Python dependencies (pyproject.toml changed or first run)"
+  .venv/bin/python -m pip install --quiet --upgrade pip
+  .venv/bin/python -m pip install --progress-bar on -e '.[test]' \
+    || fail "pip install failed; check the network access to PyPI and retry"
+  rm -f .venv/.tracer-setup-*
+  touch "$py_stamp"
+fi
+
+npm_stamp="node_modules/.tracer-setup-$(fingerprint package.json package-lock.json)"
+if [ ! -f "$npm_stamp" ]; then
+  say "installing npm dependencies: solc, OpenZeppelin 5.4.0, anvil, cast, Ganache"
+  npm ci --no-audit --no-fund || fail "npm ci failed; check the network access to the npm registry and retry"
+  touch "$npm_stamp"
+fi
+
+.venv/bin/python -m tracer.chain.compiler || fail "compiling the contracts failed (see above)"

@@ -1,0 +1,558 @@
+"""The bonded-import journey as a service: each step validated, turned into an EPCIS event, and accepted.
+
+Every step follows one path: check the role and the state (``tracer.lifecycle``), build the EPCIS 2.0
+event, hash it with GS1's canonical hash, and append it to its lot's chain in the database with the next
+sequence number, as a ``pending`` outbox row, in the caller's transaction. The outbox writer anchors it.
+Personal data of the three documents goes to ``PersonalDatum`` only; events carry salted commitments.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlmodel import Session, col, select
+
+from tracer import commitments, identifiers
+from tracer.epcis import event_hash, event_hash_bytes
+from tracer.epcis import journey_events as build
+from tracer.exceptions import DocumentsMismatch, DuplicateRecord, NotFound, PermissionDenied
+from tracer.lifecycle import (
+    InspectionResult,
+    LotState,
+    ParcelState,
+    Step,
+    check_delivery,
+    check_document,
+    check_recall,
+    check_release,
+    check_role,
+    check_split,
+    lot_state_after,
+)
+from tracer.store.models import Actor, Document, Event, Lot, Parcel, PersonalDatum
+
+_QUANTITY = Field(gt=0, le=2**63 - 1)
+_INSPECTION_CODE = {InspectionResult.CONFORMANT: 0, InspectionResult.NON_CONFORMANT: 1, InspectionResult.SAMPLED: 2}
+_DOCUMENT_CODE = {Step.ORDER: 0, Step.PAYMENT: 1, Step.WAYBILL: 2}
+
+
+# -- requests ------------------------------------------------------------------------------------------------
+
+
+class DeclarationIn(BaseModel):
+    """The advance declaration of a lot (enterprise)."""
+
+    gtin: str = Field(description="GTIN-8/12/13/14 with a valid check digit")
+    lot: str = Field(description="lot number (GS1 AI 10, up to 20 characters)")
+    product_name: str = Field(min_length=1, max_length=200)
+    hs_code: str = Field(pattern=r"^\d{6,10}$", description="HS code, 6 to 10 digits")
+    origin_country: str = Field(pattern=r"^[A-Z]{2}$", description="ISO 3166-1 alpha-2")
+    manufacturer: str = Field(min_length=1, max_length=200)
+    quantity: int = _QUANTITY
+    expiry: date | None = None
+    declaration_number: str = Field(min_length=1, max_length=64)
+
+
+class EntryIn(BaseModel):
+    """The count at bonded entry (warehouse)."""
+
+    counted_quantity: int = _QUANTITY
+    biz_location: str = Field(max_length=512, description="the bonded zone's location URI (SGLN or Digital Link)")
+
+
+class InspectionIn(BaseModel):
+    """The result of the entry inspection (customs)."""
+
+    result: InspectionResult
+
+
+class StorageIn(BaseModel):
+    """Where the cleared lot is stored (warehouse)."""
+
+    storage_location: str = Field(max_length=512, description="the storage location URI (SGLN or Digital Link)")
+
+
+class ParcelIn(BaseModel):
+    """One parcel to split off: its SSCC and how many units it holds."""
+
+    sscc: str
+    quantity: int = _QUANTITY
+
+
+class SplitIn(BaseModel):
+    """Parcels to split off a stored lot (warehouse)."""
+
+    parcels: list[ParcelIn] = Field(min_length=1, max_length=500)
+
+
+class Person(BaseModel):
+    """Personal data: kept off chain and out of every event."""
+
+    name: str = Field(min_length=1, max_length=200)
+    id_number: str = Field(min_length=1, max_length=64, description="identity document number")
+    phone: str | None = Field(default=None, max_length=64)
+    address: str | None = Field(default=None, max_length=500)
+
+
+class OrderItem(BaseModel):
+    """A line of a consumer order."""
+
+    gtin: str
+    quantity: int = _QUANTITY
+    unit_price: Decimal = Field(ge=0, max_digits=18, decimal_places=2)
+
+
+class OrderIn(BaseModel):
+    """The consumer order (enterprise)."""
+
+    order_number: str = Field(min_length=1, max_length=64)
+    items: list[OrderItem] = Field(min_length=1, max_length=100)
+    total: Decimal = Field(ge=0, max_digits=18, decimal_places=2)
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    consignee: Person
+
+
+class PaymentIn(BaseModel):
+    """The payment of a consumer order (payment institution)."""
+
+    payment_number: str = Field(min_length=1, max_length=64)
+    order_number: str = Field(min_length=1, max_length=64)
+    amount: Decimal = Field(ge=0, max_digits=18, decimal_places=2)
+    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
+    payer: Person
+
+
+class WaybillIn(BaseModel):
+    """The waybill of a parcel (carrier)."""
+
+    waybill_number: str = Field(min_length=1, max_length=64)
+    order_number: str = Field(min_length=1, max_length=64)
+    consignee: Person
+
+
+class RecallIn(BaseModel):
+    """Why a lot is recalled (enterprise or customs)."""
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class EventAccepted(BaseModel):
+    """An event accepted into the outbox; ``status`` becomes ``anchored`` once the chain holds it."""
+
+    event_id: str
+    step: str
+    seq: int
+    lot_id: str
+    subject: str
+    status: str
+
+
+# -- lookups -------------------------------------------------------------------------------------------------
+
+
+def get_lot(*, session: Session, lot_id: str, for_update: bool = False) -> Lot:
+    """The lot with on-chain id ``lot_id`` (0x hex); raises NotFound."""
+    query = select(Lot).where(Lot.lot_id == lot_id.lower())
+    if for_update:
+        query = query.with_for_update()
+    lot = session.exec(query).first()
+    if lot is None:
+        raise NotFound("lot", lot_id)
+    return lot
+
+
+def find_lot(*, session: Session, gtin: str, lot_number: str) -> Lot:
+    """The lot of GTIN ``gtin`` and number ``lot_number``; raises NotFound."""
+    return get_lot(session=session, lot_id=_hex(identifiers.lot_id(gtin, lot_number)))
+
+
+def get_parcel(*, session: Session, sscc: str) -> Parcel:
+    """The parcel with SSCC ``sscc``; raises NotFound."""
+    parcel = session.exec(select(Parcel).where(Parcel.sscc == sscc)).first()
+    if parcel is None:
+        raise NotFound("parcel", sscc)
+    return parcel
+
+
+def lot_events(*, session: Session, lot: Lot) -> list[Event]:
+    """Every accepted event of ``lot``'s chain, in sequence order."""
+    return list(session.exec(select(Event).where(Event.lot_pk == lot.id).order_by(col(Event.seq))))
+
+
+# -- steps ---------------------------------------------------------------------------------------------------
+
+
+def declare(*, session: Session, actor: Actor, declaration: DeclarationIn) -> EventAccepted:
+    """Declares a lot before arrival; raises InvalidInput, PermissionDenied or DuplicateRecord."""
+    check_role(step=Step.DECLARATION, actor=actor.name, role=actor.role)
+    gtin = identifiers.normalize_gtin(declaration.gtin, pointer="/gtin")
+    lot_number = identifiers.validate_lot(declaration.lot, pointer="/lot")
+    lot_id = _hex(identifiers.lot_id(gtin, lot_number))
+    if session.exec(select(Lot).where(Lot.lot_id == lot_id)).first() is not None:
+        raise DuplicateRecord("lot", identifiers.lot_path(gtin, lot_number))
+    assert actor.id is not None
+    lot = Lot(
+        lot_id=lot_id,
+        gtin=gtin,
+        lot_number=lot_number,
+        product_name=declaration.product_name,
+        hs_code=declaration.hs_code,
+        origin_country=declaration.origin_country,
+        manufacturer=declaration.manufacturer,
+        expiry=declaration.expiry.isoformat() if declaration.expiry else None,
+        declaration_number=declaration.declaration_number,
+        declared_quantity=declaration.quantity,
+        state=LotState.DECLARED,
+        enterprise_id=actor.id,
+    )
+    session.add(lot)
+    session.flush()
+    payload = build.declaration_event(
+        event_time=_now(),
+        gtin=gtin,
+        lot=lot_number,
+        quantity=declaration.quantity,
+        declaration_number=declaration.declaration_number,
+        product_name=declaration.product_name,
+        hs_code=declaration.hs_code,
+        origin_country=declaration.origin_country,
+        manufacturer=declaration.manufacturer,
+        expiry_date=declaration.expiry,
+    )
+    return _append(
+        session=session, lot=lot, actor=actor, step=Step.DECLARATION, payload=payload,
+        call=lambda seq, h: ("declareLot", [lot_id, declaration.quantity, h]),
+    )
+
+
+def record_entry(*, session: Session, actor: Actor, lot_id: str, entry: EntryIn) -> EventAccepted:
+    """Records the count at bonded entry; a difference from the declaration is kept, never fixed."""
+    check_role(step=Step.ENTRY, actor=actor.name, role=actor.role)
+    lot = get_lot(session=session, lot_id=lot_id, for_update=True)
+    lot.state = lot_state_after(state=LotState(lot.state), step=Step.ENTRY, subject=_lot_name(lot))
+    lot.received_quantity = entry.counted_quantity
+    payload = build.entry_event(
+        event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, counted_quantity=entry.counted_quantity,
+        declared_quantity=lot.declared_quantity, biz_location=entry.biz_location,
+    )
+    return _append(
+        session=session, lot=lot, actor=actor, step=Step.ENTRY, payload=payload,
+        call=lambda seq, h: ("recordEntry", [lot.lot_id, seq, entry.counted_quantity, h]),
+    )
+
+
+def record_inspection(*, session: Session, actor: Actor, lot_id: str, inspection: InspectionIn) -> EventAccepted:
+    """Records customs' inspection result: conformant or sampled clears the lot, non-conformant holds it."""
+    check_role(step=Step.INSPECTION, actor=actor.name, role=actor.role)
+    lot = get_lot(session=session, lot_id=lot_id, for_update=True)
+    lot.state = lot_state_after(
+        state=LotState(lot.state), step=Step.INSPECTION, subject=_lot_name(lot), result=inspection.result
+    )
+    payload = build.inspection_event(
+        event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, result=inspection.result.value
+    )
+    code = _INSPECTION_CODE[inspection.result]
+    return _append(
+        session=session, lot=lot, actor=actor, step=Step.INSPECTION, payload=payload,
+        call=lambda seq, h: ("recordInspection", [lot.lot_id, seq, code, h]),
+    )
+
+
+def record_storage(*, session: Session, actor: Actor, lot_id: str, storage: StorageIn) -> EventAccepted:
+    """Records where a cleared lot is stored in the bonded warehouse."""
+    check_role(step=Step.STORAGE, actor=actor.name, role=actor.role)
+    lot = get_lot(session=session, lot_id=lot_id, for_update=True)
+    lot.state = lot_state_after(state=LotState(lot.state), step=Step.STORAGE, subject=_lot_name(lot))
+    payload = build.storage_event(
+        event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, storage_location=storage.storage_location,
+        quantity=lot.received_quantity or lot.declared_quantity,
+    )
+    return _append(
+        session=session, lot=lot, actor=actor, step=Step.STORAGE, payload=payload,
+        call=lambda seq, h: ("recordStorage", [lot.lot_id, seq, h]),
+    )
+
+
+def split(*, session: Session, actor: Actor, lot_id: str, request: SplitIn) -> list[EventAccepted]:
+    """Splits parcels off a stored lot, one event each; never more than the lot received."""
+    check_role(step=Step.SPLIT, actor=actor.name, role=actor.role)
+    lot = get_lot(session=session, lot_id=lot_id, for_update=True)
+    accepted = []
+    seen: set[str] = set()
+    for index, parcel_in in enumerate(request.parcels):
+        sscc = identifiers.validate_sscc(parcel_in.sscc, pointer=f"/parcels/{index}/sscc")
+        if sscc in seen or session.exec(select(Parcel).where(Parcel.sscc == sscc)).first() is not None:
+            raise DuplicateRecord("parcel", sscc)
+        seen.add(sscc)
+        check_split(
+            state=LotState(lot.state), recalled=lot.recalled, subject=_lot_name(lot),
+            received=lot.received_quantity or 0, split=lot.split_quantity, quantity=parcel_in.quantity,
+        )
+        parcel_index = session.exec(select(Parcel.id).where(Parcel.lot_pk == lot.id)).all()
+        assert lot.id is not None
+        parcel = Parcel(
+            sscc=sscc, parcel_id=_hex(identifiers.parcel_id(sscc)), lot_pk=lot.id, index=len(parcel_index),
+            quantity=parcel_in.quantity, state=ParcelState.SPLIT,
+        )
+        session.add(parcel)
+        session.flush()
+        lot.split_quantity += parcel_in.quantity
+        payload = build.split_event(event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, sscc=sscc,
+                                    quantity=parcel_in.quantity)
+        accepted.append(
+            _append(
+                session=session, lot=lot, actor=actor, step=Step.SPLIT, payload=payload, parcel=parcel,
+                call=lambda seq, h, p=parcel: ("splitParcel", [lot.lot_id, seq, p.parcel_id, p.quantity, h]),
+            )
+        )
+    return accepted
+
+
+def attach_order(*, session: Session, actor: Actor, sscc: str, order: OrderIn) -> EventAccepted:
+    """Attaches the consumer order to a parcel (the lot's own enterprise)."""
+    items = [
+        {"gtin": identifiers.normalize_gtin(item.gtin, pointer=f"/items/{index}/gtin"), "quantity": item.quantity,
+         "unit_price": str(item.unit_price)}
+        for index, item in enumerate(order.items)
+    ]
+    public = {"order_number": order.order_number, "items": items, "total": str(order.total),
+              "currency": order.currency}
+    return _attach_document(
+        session=session, actor=actor, sscc=sscc, step=Step.ORDER, number=order.order_number,
+        order_number=order.order_number, public=public, person=("consignee", order.consignee),
+        make_event=lambda person_commitment, document_commitment: build.order_event(
+            event_time=_now(), sscc=sscc, order_number=order.order_number, total=order.total,
+            currency=order.currency, items=items, consignee_commitment=person_commitment,
+            document_commitment=document_commitment,
+        ),
+    )
+
+
+def attach_payment(*, session: Session, actor: Actor, sscc: str, payment: PaymentIn) -> EventAccepted:
+    """Attaches the payment of the parcel's order (a payment institution)."""
+    public = {"payment_number": payment.payment_number, "order_number": payment.order_number,
+              "amount": str(payment.amount), "currency": payment.currency}
+    return _attach_document(
+        session=session, actor=actor, sscc=sscc, step=Step.PAYMENT, number=payment.payment_number,
+        order_number=payment.order_number, public=public, person=("payer", payment.payer),
+        make_event=lambda person_commitment, document_commitment: build.payment_event(
+            event_time=_now(), sscc=sscc, payment_number=payment.payment_number,
+            order_number=payment.order_number, amount=payment.amount, currency=payment.currency,
+            payer_commitment=person_commitment, document_commitment=document_commitment,
+        ),
+    )
+
+
+def attach_waybill(*, session: Session, actor: Actor, sscc: str, waybill: WaybillIn) -> EventAccepted:
+    """Attaches the waybill that names the parcel (a carrier)."""
+    public = {"waybill_number": waybill.waybill_number, "order_number": waybill.order_number, "sscc": sscc}
+    return _attach_document(
+        session=session, actor=actor, sscc=sscc, step=Step.WAYBILL, number=waybill.waybill_number,
+        order_number=waybill.order_number, public=public, person=("consignee", waybill.consignee),
+        make_event=lambda person_commitment, document_commitment: build.waybill_event(
+            event_time=_now(), sscc=sscc, waybill_number=waybill.waybill_number,
+            order_number=waybill.order_number, consignee_commitment=person_commitment,
+            document_commitment=document_commitment,
+        ),
+    )
+
+
+def release(*, session: Session, actor: Actor, sscc: str) -> EventAccepted:
+    """Releases a parcel from the bonded zone against its three matching documents (customs).
+
+    Raises DocumentsMismatch (the three documents disagree), StepOutOfOrder or OverRelease.
+    """
+    check_role(step=Step.RELEASE, actor=actor.name, role=actor.role)
+    parcel = get_parcel(session=session, sscc=sscc)
+    lot = _lot_of(session, parcel, for_update=True)
+    documents = _documents(session, parcel)
+    check_release(
+        parcel_state=ParcelState(parcel.state), recalled=lot.recalled, subject=f"parcel {sscc}",
+        present=set(documents), received=lot.received_quantity or 0, released=lot.released_quantity,
+        quantity=parcel.quantity, lot=_lot_name(lot),
+    )
+    problems = match_documents(session=session, lot=lot, parcel=parcel, documents=documents)
+    if problems:
+        raise DocumentsMismatch(sscc, problems)
+    parcel.state = ParcelState.RELEASED
+    lot.released_quantity += parcel.quantity
+    payload = build.customs_release_event(
+        event_time=_now(), sscc=sscc, order_number=documents["order"].number,
+        waybill_number=documents["waybill"].number, release_number=f"{lot.declaration_number}/{parcel.index}",
+    )
+    return _append(
+        session=session, lot=lot, actor=actor, step=Step.RELEASE, payload=payload, parcel=parcel,
+        call=lambda seq, h: ("releaseParcel", [parcel.parcel_id, seq, h]),
+    )
+
+
+def record_delivery(*, session: Session, actor: Actor, sscc: str) -> EventAccepted:
+    """Records that a released parcel reached its consignee (a carrier)."""
+    check_role(step=Step.DELIVERY, actor=actor.name, role=actor.role)
+    parcel = get_parcel(session=session, sscc=sscc)
+    lot = _lot_of(session, parcel, for_update=True)
+    check_delivery(parcel_state=ParcelState(parcel.state), subject=f"parcel {sscc}")
+    parcel.state = ParcelState.DELIVERED
+    payload = build.delivery_event(event_time=_now(), sscc=sscc)
+    return _append(
+        session=session, lot=lot, actor=actor, step=Step.DELIVERY, payload=payload, parcel=parcel,
+        call=lambda seq, h: ("recordDelivery", [parcel.parcel_id, seq, h]),
+    )
+
+
+def recall(*, session: Session, actor: Actor, lot_id: str, request: RecallIn) -> EventAccepted:
+    """Recalls a lot and with it every parcel split from it (its enterprise or customs)."""
+    check_role(step=Step.RECALL, actor=actor.name, role=actor.role)
+    lot = get_lot(session=session, lot_id=lot_id, for_update=True)
+    if actor.role == "enterprise" and actor.id != lot.enterprise_id:
+        raise PermissionDenied(actor.name, actor.role, "the lot's own enterprise or customs")
+    check_recall(recalled=lot.recalled, subject=_lot_name(lot))
+    lot.recalled = True
+    payload = build.recall_event(event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, reason=request.reason)
+    return _append(
+        session=session, lot=lot, actor=actor, step=Step.RECALL, payload=payload,
+        call=lambda seq, h: ("recall", [lot.lot_id, seq, h]),
+    )
+
+
+# -- the three documents -------------------------------------------------------------------------------------
+
+
+def match_documents(*, session: Session, lot: Lot, parcel: Parcel, documents: dict[str, Document]) -> list[str]:
+    """Why the order, payment and waybill of ``parcel`` do not match (MISSION.md 三单比对); empty if they do."""
+    order, payment, waybill = documents["order"], documents["payment"], documents["waybill"]
+    order_public, payment_public = json.loads(order.public), json.loads(payment.public)
+    problems = []
+    for document in (payment, waybill):
+        if document.order_number != order.number:
+            problems.append(f"the {document.kind} names order {document.order_number}, not {order.number}")
+    if (Decimal(payment_public["amount"]), payment_public["currency"]) != (
+        Decimal(order_public["total"]),
+        order_public["currency"],
+    ):
+        problems.append(
+            f"paid {payment_public['amount']} {payment_public['currency']}, "
+            f"the order totals {order_public['total']} {order_public['currency']}"
+        )
+    consignee = _person(session, order, "consignee")
+    if not commitments.same_person(consignee, _person(session, payment, "payer")):
+        problems.append("the payer is not the order's consignee")
+    if not commitments.same_person(consignee, _person(session, waybill, "consignee")):
+        problems.append("the waybill's consignee is not the order's consignee")
+    ordered = sum(item["quantity"] for item in order_public["items"] if item["gtin"] == lot.gtin)
+    if parcel.quantity > ordered:
+        problems.append(f"the parcel holds {parcel.quantity} of GTIN {lot.gtin}; the order has {ordered}")
+    return problems
+
+
+def _person(session: Session, document: Document, role: str) -> dict[str, str]:
+    rows = session.exec(select(PersonalDatum).where(PersonalDatum.document_pk == document.id)).all()
+    prefix = role + "."
+    return {row.field.removeprefix(prefix): row.value or "" for row in rows if row.field.startswith(prefix)}
+
+
+def _documents(session: Session, parcel: Parcel) -> dict[str, Document]:
+    return {d.kind: d for d in session.exec(select(Document).where(Document.parcel_pk == parcel.id))}
+
+
+def _attach_document(
+    *, session: Session, actor: Actor, sscc: str, step: Step, number: str, order_number: str,
+    public: dict[str, Any], person: tuple[str, Person], make_event: Callable[[str, str], dict[str, Any]],
+) -> EventAccepted:
+    """Stores a document (its personal data apart, behind salted commitments) and appends its event."""
+    check_role(step=step, actor=actor.name, role=actor.role)
+    sscc = identifiers.validate_sscc(sscc, pointer="/sscc")
+    parcel = get_parcel(session=session, sscc=sscc)
+    lot = _lot_of(session, parcel, for_update=True)
+    if step is Step.ORDER and actor.id != lot.enterprise_id:
+        raise PermissionDenied(actor.name, actor.role, "the enterprise that declared the lot")
+    check_document(
+        parcel_state=ParcelState(parcel.state), subject=f"parcel {sscc}", step=step,
+        present=set(_documents(session, parcel)),
+    )
+    role, who = person
+    fields = {key: value for key, value in who.model_dump().items() if value is not None}
+    person_salt = commitments.new_salt()
+    person_commitment = commitments.document_commitment(fields, person_salt)
+    salt = commitments.new_salt()
+    document_commitment = commitments.document_commitment({**public, role: person_commitment}, salt)
+    assert parcel.id is not None
+    document = Document(
+        parcel_pk=parcel.id, kind=step.value, number=number, order_number=order_number,
+        public=json.dumps(public, sort_keys=True), commitment=document_commitment, salt="0x" + salt.hex(),
+        person_salt="0x" + person_salt.hex(),
+    )
+    session.add(document)
+    session.flush()
+    assert document.id is not None
+    for field, value in fields.items():
+        field_salt = commitments.new_salt()
+        session.add(
+            PersonalDatum(document_pk=document.id, field=f"{role}.{field}", value=value,
+                          salt="0x" + field_salt.hex(), commitment=commitments.commit(value, field_salt))
+        )
+    payload = make_event(person_commitment, document_commitment)
+    code = _DOCUMENT_CODE[step]
+    return _append(
+        session=session, lot=lot, actor=actor, step=step, payload=payload, parcel=parcel,
+        call=lambda seq, h: ("attachDocument", [parcel.parcel_id, seq, code, document_commitment, h]),
+    )
+
+
+# -- the chain of a lot --------------------------------------------------------------------------------------
+
+
+def _append(
+    *,
+    session: Session,
+    lot: Lot,
+    actor: Actor,
+    step: Step,
+    payload: dict[str, Any],
+    call: Callable[[int, str], tuple[str, list[Any]]],
+    parcel: Parcel | None = None,
+) -> EventAccepted:
+    """Appends an event to ``lot``'s chain with the next sequence number, as a pending outbox row."""
+    hash_ = event_hash(payload)
+    seq = lot.next_seq
+    lot.next_seq += 1
+    function, args = call(seq, "0x" + event_hash_bytes(hash_).hex())
+    assert lot.id is not None and actor.id is not None
+    session.add(lot)
+    if parcel is not None:
+        session.add(parcel)
+    session.add(
+        Event(
+            lot_pk=lot.id, seq=seq, parcel_pk=parcel.id if parcel else None, step=step.value, actor_id=actor.id,
+            payload=json.dumps(payload, ensure_ascii=False), event_hash=hash_, chain_function=function,
+            chain_args=json.dumps(args),
+        )
+    )
+    subject = identifiers.parcel_path(parcel.sscc) if parcel else identifiers.lot_path(lot.gtin, lot.lot_number)
+    return EventAccepted(event_id=hash_, step=step.value, seq=seq, lot_id=lot.lot_id, subject=subject,
+                         status="pending")
+
+
+def _lot_of(session: Session, parcel: Parcel, *, for_update: bool = False) -> Lot:
+    query = select(Lot).where(Lot.id == parcel.lot_pk)
+    if for_update:
+        query = query.with_for_update()
+    lot = session.exec(query).one()
+    return lot
+
+
+def _lot_name(lot: Lot) -> str:
+    return "lot " + identifiers.lot_path(lot.gtin, lot.lot_number)
+
+
+def _hex(raw: bytes) -> str:
+    return "0x" + raw.hex()
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)

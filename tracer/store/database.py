@@ -1,0 +1,61 @@
+"""Engine creation for SQLite (default) and PostgreSQL, and the schema set-up."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, event, func
+from sqlalchemy.pool import StaticPool
+from sqlmodel import Session, SQLModel, create_engine, select
+
+from tracer.store import models
+
+
+def create_db_engine(url: str) -> Engine:
+    """An engine for ``url``; SQLite gets WAL mode and a busy timeout so the API and the writer share it."""
+    if url.startswith("postgresql://"):
+        # psycopg 3 is the driver we ship; a bare postgresql:// URL would ask for psycopg2.
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    if not url.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    in_memory = url in ("sqlite://", "sqlite:///:memory:")
+    engine = create_engine(
+        url,
+        connect_args={"check_same_thread": False, "timeout": 30},
+        poolclass=StaticPool if in_memory else None,
+    )
+
+    @event.listens_for(engine, "connect")
+    def _sqlite_pragmas(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+        cursor = dbapi_connection.cursor()
+        if not in_memory:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.close()
+
+    return engine
+
+
+def init_db(engine: Engine) -> None:
+    """Creates the tables that do not exist yet."""
+    SQLModel.metadata.create_all(engine)
+
+
+def get_meta(session: Session, key: str) -> str | None:
+    """The value stored under ``key`` in the deployment facts, or None."""
+    row = session.get(models.Meta, key)
+    return row.value if row else None
+
+
+def set_meta(session: Session, key: str, value: str) -> None:
+    """Stores a deployment fact (the caller commits)."""
+    row = session.get(models.Meta, key)
+    if row is None:
+        session.add(models.Meta(key=key, value=value))
+    else:
+        row.value = value
+        session.add(row)
+
+
+def count(session: Session, model: type[SQLModel]) -> int:
+    """How many rows ``model`` has."""
+    return session.exec(select(func.count()).select_from(model)).one()

@@ -1,0 +1,142 @@
+"""The off-chain store: SQLModel tables.
+
+The database holds full event payloads, their hashes and chain anchors; the chain holds only hashes.
+Personal data of consignees and payers lives in ``PersonalDatum`` alone, so it can be shown to whom it
+may be shown and erased without breaking any hash. API keys are stored hashed, actor keys encrypted.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    """The current time in UTC (a default factory for timestamp columns)."""
+    return datetime.now(UTC)
+
+
+class Meta(SQLModel, table=True):
+    """Key/value facts about this deployment: registry address, chain id, deploy block."""
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=256)
+
+
+class Actor(SQLModel, table=True):
+    """A party with an API key and a chain account (custodial when ``encrypted_key`` is set)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(index=True, unique=True, max_length=128)
+    role: str = Field(max_length=32)
+    address: str = Field(index=True, max_length=42)
+    api_key_hash: str = Field(index=True, unique=True, max_length=64)
+    encrypted_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ChainTask(SQLModel, table=True):
+    """An administrative chain write waiting in the outbox: a role grant or an account funding."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    kind: str = Field(max_length=16)  # "grant" | "fund"
+    actor_id: int = Field(foreign_key="actor.id", index=True)
+    role: str | None = Field(default=None, max_length=32)
+    status: str = Field(default="pending", index=True, max_length=16)
+    tx_hash: str | None = Field(default=None, max_length=66)
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Lot(SQLModel, table=True):
+    """A goods lot under one advance declaration, mirrored from the chain's ledger."""
+
+    __table_args__ = (UniqueConstraint("gtin", "lot_number"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lot_id: str = Field(index=True, unique=True, max_length=66)
+    gtin: str = Field(max_length=14)
+    lot_number: str = Field(max_length=20)
+    product_name: str = Field(max_length=200)
+    hs_code: str = Field(max_length=12)
+    origin_country: str = Field(max_length=2)
+    manufacturer: str = Field(max_length=200)
+    expiry: str | None = Field(default=None, max_length=10)
+    declaration_number: str = Field(max_length=64)
+    declared_quantity: int
+    received_quantity: int | None = None
+    split_quantity: int = 0
+    released_quantity: int = 0
+    state: str = Field(max_length=16)
+    recalled: bool = False
+    enterprise_id: int = Field(foreign_key="actor.id")
+    next_seq: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Parcel(SQLModel, table=True):
+    """A logistic unit (SSCC) split off a lot for one consumer order."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    sscc: str = Field(index=True, unique=True, max_length=18)
+    parcel_id: str = Field(unique=True, max_length=66)
+    lot_pk: int = Field(foreign_key="lot.id", index=True)
+    index: int
+    quantity: int
+    state: str = Field(max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Document(SQLModel, table=True):
+    """One of the three documents of a parcel's order; ``public`` holds no personal data."""
+
+    __table_args__ = (UniqueConstraint("parcel_pk", "kind"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    parcel_pk: int = Field(foreign_key="parcel.id", index=True)
+    kind: str = Field(max_length=16)  # "order" | "payment" | "waybill"
+    number: str = Field(max_length=64)
+    order_number: str = Field(max_length=64)
+    public: str = Field(sa_column=Column(Text, nullable=False))  # JSON, no personal data
+    commitment: str = Field(max_length=66)
+    salt: str = Field(max_length=66)
+    # Salt of the person commitment the event carries; personal data, erased with the PersonalDatum rows.
+    person_salt: str | None = Field(default=None, max_length=66)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class PersonalDatum(SQLModel, table=True):
+    """A personal value (name, phone, ID number, address) behind a salted commitment; erasable."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    document_pk: int = Field(foreign_key="document.id", index=True)
+    field: str = Field(max_length=32)  # e.g. "consignee.name"
+    value: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    salt: str = Field(max_length=66)
+    commitment: str = Field(max_length=66)
+
+
+class Event(SQLModel, table=True):
+    """An accepted EPCIS event of a lot's chain, with its outbox state and chain anchor."""
+
+    __table_args__ = (UniqueConstraint("lot_pk", "seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lot_pk: int = Field(foreign_key="lot.id", index=True)
+    seq: int
+    parcel_pk: int | None = Field(default=None, foreign_key="parcel.id", index=True)
+    step: str = Field(max_length=32)
+    actor_id: int = Field(foreign_key="actor.id")
+    payload: str = Field(sa_column=Column(Text, nullable=False))  # the EPCIS event as captured, JSON
+    event_hash: str = Field(index=True, max_length=100)  # ni:///sha-256;<hex>?ver=CBV2.0
+    chain_function: str = Field(max_length=64)
+    chain_args: str = Field(sa_column=Column(Text, nullable=False))  # JSON list, bytes as 0x-hex
+    status: str = Field(default="pending", index=True, max_length=16)
+    tx_hash: str | None = Field(default=None, max_length=66)
+    block_number: int | None = None
+    block_hash: str | None = Field(default=None, max_length=66)
+    log_index: int | None = None
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)

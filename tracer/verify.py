@@ -1,0 +1,134 @@
+"""Verification of a lot's events against the chain, never against a hash column of our own database.
+
+Each stored event is re-hashed from its payload (GS1's canonical hash) and compared, sequence by
+sequence, with what the registry logged for the lot. A failed verification is a result, not an
+exception: ``tampered`` when any event is altered or missing on either side, ``unverifiable`` when the
+node does not answer, ``pending`` when some events are not on chain yet, else ``verified``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Protocol
+
+from tracer.chain.client import ChainClient, RecordedEvent
+from tracer.epcis import event_hash, event_hash_bytes
+from tracer.exceptions import ChainUnavailable, TracerError
+
+
+class Status(StrEnum):
+    """The outcome of a verification, in precedence order (the first that applies wins)."""
+
+    TAMPERED = "tampered"
+    UNVERIFIABLE = "unverifiable"
+    PENDING = "pending"
+    VERIFIED = "verified"
+
+
+class StoredEvent(Protocol):
+    """What verification needs of a stored event (``tracer.store.models.Event`` has it)."""
+
+    seq: int
+    payload: str
+    status: str
+
+
+@dataclass(frozen=True)
+class EventCheck:
+    """The verdict on one event of a lot's chain."""
+
+    seq: int
+    event_id: str | None
+    status: Status
+    reason: str
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The verdict on a lot's whole chain, with one check per event."""
+
+    status: Status
+    reason: str
+    checked_at: datetime
+    events_checked: int
+    checks: list[EventCheck] = field(default_factory=list)
+
+    def public(self) -> dict[str, object]:
+        """The ``verification`` object of the scan JSON (INTERFACES.md)."""
+        return {
+            "status": self.status.value,
+            "reason": self.reason,
+            "checked_at": self.checked_at.isoformat().replace("+00:00", "Z"),
+            "events_checked": self.events_checked,
+        }
+
+
+def compare_with_chain(events: Sequence[StoredEvent], recorded: Sequence[RecordedEvent]) -> Verification:
+    """Compares stored events with the registry's log of the lot (pure: no I/O)."""
+    on_chain = {r.seq: r for r in recorded}
+    checks: list[EventCheck] = []
+    for event in events:
+        try:
+            event_id: str | None = event_hash(json.loads(event.payload))
+        except (ValueError, TracerError) as exc:
+            checks.append(EventCheck(event.seq, None, Status.TAMPERED, f"event {event.seq} cannot be read: {exc}"))
+            on_chain.pop(event.seq, None)
+            continue
+        logged = on_chain.pop(event.seq, None)
+        if logged is None:
+            if event.status == "anchored":
+                checks.append(EventCheck(event.seq, event_id, Status.TAMPERED,
+                                         f"event {event.seq} is recorded as anchored but the chain does not hold it"))
+            else:
+                checks.append(EventCheck(event.seq, event_id, Status.PENDING, f"event {event.seq} is not on chain yet"))
+        elif logged.event_hash != event_hash_bytes(event_id or ""):
+            checks.append(EventCheck(event.seq, event_id, Status.TAMPERED,
+                                     f"event {event.seq} differs from the hash the chain holds (altered)"))
+        else:
+            checks.append(EventCheck(event.seq, event_id, Status.VERIFIED,
+                                     f"event {event.seq} matches block {logged.block_number}"))
+    for seq in sorted(on_chain):
+        checks.append(EventCheck(seq, None, Status.TAMPERED,
+                                 f"event {seq} is on chain but missing from the database"))
+    return _summarise(checks)
+
+
+def verify_events(*, client: ChainClient, lot_id: str, events: Sequence[StoredEvent]) -> Verification:
+    """Verifies a lot's stored events against the registry ``client`` reads; never raises for a verdict."""
+    try:
+        recorded = client.lot_events(lot_id)
+    except ChainUnavailable as exc:
+        return Verification(
+            status=Status.UNVERIFIABLE,
+            reason=f"the chain could not be read: {exc.reason}",
+            checked_at=_now(),
+            events_checked=0,
+        )
+    return compare_with_chain(events, recorded)
+
+
+def _summarise(checks: list[EventCheck]) -> Verification:
+    for status in (Status.TAMPERED, Status.PENDING):
+        failing = [check for check in checks if check.status is status]
+        if failing:
+            reason = "; ".join(check.reason for check in failing[:5])
+            if len(failing) > 5:
+                reason += f"; and {len(failing) - 5} more"
+            return Verification(status, reason, _now(), len(checks), checks)
+    if not checks:
+        return Verification(Status.PENDING, "no events recorded yet", _now(), 0, checks)
+    return Verification(
+        Status.VERIFIED,
+        f"all {len(checks)} events match the hashes the registry holds, in sequence",
+        _now(),
+        len(checks),
+        checks,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
