@@ -73,7 +73,7 @@ def open_service(settings: Settings, *, client: ChainClient | None = None) -> Se
             session, settings, client, deployer, admin=admin.address, customs_admin=customs_admin.address
         )
         session.commit()
-    client = client.with_registry(registry, deploy_block=deploy_block)
+    client = ChainClient(client.w3, address=registry, abi=client.abi, deploy_block=deploy_block)
     with Session(engine) as session:
         reconcile(session=session, client=client)
         session.commit()

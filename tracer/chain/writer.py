@@ -25,7 +25,7 @@ from eth_account.signers.local import LocalAccount
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from tracer.chain.client import ChainClient
+from tracer.chain.client import ChainClient, Receipt, ReceiptTimeout, RecordedEvent
 from tracer.epcis import event_hash_bytes
 from tracer.exceptions import ChainUnavailable, ContractReverted
 from tracer.store.models import Actor, ChainTask, Event, Lot
@@ -220,11 +220,11 @@ class Writer:
             outcome: ContractReverted | None = None
         except ContractReverted as exc:
             receipt, outcome = None, exc
-        except TimeoutError:
+        except ReceiptTimeout:
             log.warning("no receipt for %s yet; it will be re-sent", item.tx_hash)
             return
         if receipt is not None:
-            self._wait_confirmations(receipt["blockNumber"])
+            self._wait_confirmations(receipt.block_number)
         with Session(self._engine) as session:
             if item.kind == "task":
                 self._settle_task(session, item, outcome)
@@ -247,13 +247,12 @@ class Writer:
         session.add(task)
 
     def _settle_event(
-        self, session: Session, item: _Sent, receipt: dict[str, Any] | None, outcome: ContractReverted | None
+        self, session: Session, item: _Sent, receipt: Receipt | None, outcome: ContractReverted | None
     ) -> None:
         event = session.get(Event, item.row_id)
         assert event is not None
         if receipt is not None:
-            recorded = self._client.recorded_in(receipt)
-            match = next((r for r in recorded if r.seq == event.seq), None)
+            match = next((r for r in receipt.events if r.seq == event.seq), None)
             if match is not None:
                 _anchor(event, match)
         elif outcome is not None and self._already_recorded(session, event, outcome):
@@ -277,12 +276,12 @@ class Writer:
         return False
 
 
-def _anchor(event: Event, recorded: Any) -> None:
+def _anchor(event: Event, recorded: RecordedEvent) -> None:
     event.status = "anchored"
     event.reason = None
     event.tx_hash = recorded.tx_hash
     event.block_number = recorded.block_number
-    event.block_hash = recorded.block_hash
+    event.block_hash = "0x" + bytes(recorded.block_hash).hex()
     event.log_index = recorded.log_index
 
 
