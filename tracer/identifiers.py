@@ -35,7 +35,7 @@ from urllib.parse import quote, unquote
 from biip import ParseError
 from biip.checksums import gs1_standard_check_digit
 from biip.gtin import Gtin
-from eth_utils import keccak
+from eth_utils.crypto import keccak
 
 from tracer.exceptions import InvalidInput
 
@@ -95,9 +95,7 @@ def _check_digits(value: object, *, kind: str, lengths: tuple[int, ...], pointer
         raise InvalidInput(f"{kind} {value!r} has {len(value)} digits; expected {expected}", pointer=pointer)
     expected_digit = gs1_standard_check_digit(value[:-1])
     if int(value[-1]) != expected_digit:
-        raise InvalidInput(
-            f"{kind} {value}: check digit should be {expected_digit}, not {value[-1]}", pointer=pointer
-        )
+        raise InvalidInput(f"{kind} {value}: check digit should be {expected_digit}, not {value[-1]}", pointer=pointer)
     return value
 
 
@@ -329,9 +327,7 @@ def parse_digital_link_path(raw_path: str) -> LotRef | ParcelRef | UnitRef:
         body = body[:-1]
     segments = body.split("/")
     if len(segments) % 2 or not all(segments):
-        raise InvalidInput(
-            f"Digital Link path {raw_path!r} must be pairs of /AI/value with no empty segment"
-        )
+        raise InvalidInput(f"Digital Link path {raw_path!r} must be pairs of /AI/value with no empty segment")
     pairs = [(segments[i], segments[i + 1]) for i in range(0, len(segments), 2)]
     primary, key = pairs[0]
     if primary == "00":
@@ -350,9 +346,7 @@ def parse_digital_link_path(raw_path: str) -> LotRef | ParcelRef | UnitRef:
             f"got {'/' + '/'.join(qualifiers) if qualifiers else 'nothing'}",
             pointer="/01",
         )
-    values = {
-        ai: _decode_segment(value, what=f"AI {ai} value", pointer=f"/{ai}") for ai, value in pairs[1:]
-    }
+    values = {ai: _decode_segment(value, what=f"AI {ai} value", pointer=f"/{ai}") for ai, value in pairs[1:]}
     lot = validate_lot(values["10"], pointer="/10") if "10" in values else None
     if "21" in values:
         return UnitRef(gtin, validate_serial(values["21"], pointer="/21"), lot)

@@ -153,7 +153,7 @@ def _context_list(context: Any) -> list[Any]:
 
 def _check_event(event: Any, pointer: str) -> None:
     if not isinstance(event, dict):
-        raise InvalidInput("an EPCIS event must be a JSON object", pointer=pointer)
+        raise InvalidInput("an EPCIS event must be a JSON object", pointer=pointer or None)
     kind = event.get("type")
     if kind not in EVENT_TYPES:
         raise InvalidInput(
@@ -258,9 +258,7 @@ def _events_of(document: Mapping[str, Any]) -> tuple[list[Any], str, list[Mappin
         holders.append(results)
         results_body = results.get("resultsBody")
         if not isinstance(results_body, dict):
-            raise InvalidInput(
-                "resultsBody must be an object", pointer="/epcisBody/queryResults/resultsBody"
-            )
+            raise InvalidInput("resultsBody must be an object", pointer="/epcisBody/queryResults/resultsBody")
         events = results_body.get("eventList", [])
         pointer = "/epcisBody/queryResults/resultsBody/eventList"
     else:
@@ -297,11 +295,7 @@ def _ignored_fields(holders: Sequence[Mapping[str, Any]], prefixes: Mapping[str,
 
 def _without(value: Any, ignored: frozenset[str], prefixes: Mapping[str, str]) -> Any:
     if isinstance(value, dict):
-        return {
-            k: _without(v, ignored, prefixes)
-            for k, v in value.items()
-            if _expand_name(k, prefixes) not in ignored
-        }
+        return {k: _without(v, ignored, prefixes) for k, v in value.items() if _expand_name(k, prefixes) not in ignored}
     if isinstance(value, list):
         return [_without(v, ignored, prefixes) for v in value]
     return value

@@ -107,8 +107,7 @@ def _quantity(value: int, name: str, *, allow_zero: bool = False) -> int:
 def _uri(value: str, name: str) -> dict[str, str]:
     if not isinstance(value, str) or len(value) > 512 or not _URI.fullmatch(value):
         raise InvalidInput(
-            f"{name} must be a URI (e.g. https://id.gs1.org/414/<GLN>/254/<ext> or urn:epc:id:sgln:…), "
-            f"got {value!r}",
+            f"{name} must be a URI (e.g. https://id.gs1.org/414/<GLN>/254/<ext> or urn:epc:id:sgln:…), got {value!r}",
             pointer=f"/{name}",
         )
     return {"id": value}
@@ -138,9 +137,7 @@ def _number(value: str, name: str) -> str:
 
 def _commitment(value: str, name: str) -> str:
     if not isinstance(value, str) or not _COMMITMENT.fullmatch(value):
-        raise InvalidInput(
-            f"{name} must be a commitment: 0x followed by 64 lower-case hex digits", pointer=f"/{name}"
-        )
+        raise InvalidInput(f"{name} must be a commitment: 0x followed by 64 lower-case hex digits", pointer=f"/{name}")
     return value
 
 
@@ -235,9 +232,7 @@ def declaration_event(
     event["bizStep"] = "other"
     event["disposition"] = "in_transit"
     _locations(event, read_point, biz_location)
-    event["bizTransactionList"] = [
-        _btt(BTT_DECLARATION, "declaration", declaration_number, "declaration_number")
-    ]
+    event["bizTransactionList"] = [_btt(BTT_DECLARATION, "declaration", declaration_number, "declaration_number")]
     event["quantityList"] = [_quantity_element(gtin, lot, quantity)]
     if not isinstance(hs_code, str) or not _HS_CODE.fullmatch(hs_code):
         raise InvalidInput(f"hs_code must be 6 to 10 digits, got {hs_code!r}", pointer="/hs_code")
@@ -303,9 +298,7 @@ def inspection_event(
     path) is ``conformant`` with ``tracer:sampled: true``. Raises InvalidInput for another result.
     """
     if result not in ("conformant", "non_conformant", "sampled"):
-        raise InvalidInput(
-            f"result must be conformant, non_conformant or sampled, got {result!r}", pointer="/result"
-        )
+        raise InvalidInput(f"result must be conformant, non_conformant or sampled, got {result!r}", pointer="/result")
     event = _base("ObjectEvent", event_time)
     event["action"] = "OBSERVE"
     event["bizStep"] = "inspecting"
