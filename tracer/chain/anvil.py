@@ -136,14 +136,11 @@ class AnvilSupervisor(NodeSupervisor):
             super().start(timeout=timeout)
         except ConfigurationError as exc:
             if "failed to parse json file" in str(exc):
-                hint = (
-                    f" The state file {self.state_path} looks damaged (anvil killed while writing it?)."
-                    + (
-                        f" The state loaded at the last successful start is in {self.backup_path}: "
-                        "move it into place to restart from there."
-                        if self.backup_path.exists()
-                        else ""
-                    )
+                hint = f" The state file {self.state_path} looks damaged (anvil killed while writing it?)." + (
+                    f" The state loaded at the last successful start is in {self.backup_path}: "
+                    "move it into place to restart from there."
+                    if self.backup_path.exists()
+                    else ""
                 )
                 raise ConfigurationError(str(exc) + hint) from exc
             raise
@@ -181,7 +178,5 @@ class AnvilSupervisor(NodeSupervisor):
             if mtime > after and self._dump_complete():
                 return mtime
             if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"anvil did not write {self.state_path} within {limit:g} s; see {self.log_path}"
-                )
+                raise TimeoutError(f"anvil did not write {self.state_path} within {limit:g} s; see {self.log_path}")
             time.sleep(0.05)
