@@ -204,9 +204,7 @@ def build_artifacts(output: Mapping[str, Any]) -> list[RegistryArtifact]:
                     "optimizer": dict(OPTIMIZER),
                 },
                 source_hash=output["tracer"]["sourceHash"],
-                sources={
-                    source: hashlib.sha256(content.encode()).hexdigest() for source, content in sources.items()
-                },
+                sources={source: hashlib.sha256(content.encode()).hexdigest() for source, content in sources.items()},
                 metadata=metadata,
             )
         )
