@@ -319,7 +319,9 @@ def test_no_personal_data_reaches_any_event(name: str, phone: str, id_number: st
         build("waybill", consignee_commitment=consignee, document_commitment=order_doc),
         *(build(n) for n in CASES if n not in ("order", "payment", "waybill")),
     ]
-    text = json.dumps(events, ensure_ascii=False)
+    # Commitments are 32-byte hashes (the builders accept nothing else there); a name found inside one
+    # is a coincidence of random hex, not a leak, so they are cut out before searching.
+    text = re.sub(r"0x[0-9a-f]{64}", "<commitment>", json.dumps(events, ensure_ascii=False))
     for value in (name, phone, id_number, address):
         assert value not in text
         assert value.casefold() not in text.casefold()
