@@ -325,8 +325,7 @@ class ChainClient:
         constructor = next((item for item in abi if item.get("type") == "constructor"), {"inputs": []})
         ctor_args = eth_abi.encode(get_abi_input_types(constructor), [admin, customs_admin])
         data = bytes(code) + ctor_args
-        with self._rpc():
-            estimate = self._w3.eth.estimate_gas({"from": deployer.address, "data": HexBytes(data)})
+        estimate = self._estimate(sender=deployer.address, to=None, data=data)
         tx_hash = self._send(sender=deployer, to=None, data=data, value=0, nonce=None, gas=estimate * 6 // 5)
         receipt = self.wait_receipt(tx_hash, timeout=timeout)
         if receipt.contract_address is None:
