@@ -32,11 +32,11 @@ def main() -> int:
                 log_path=chain_dir / "anvil.log",
             )
             supervisor.start()
-        started = time.time()
         service = open_service(settings)
         if supervisor is not None and service.deployed_now:
-            # A hard kill right after the first start must not lose the deployment.
-            supervisor.wait_for_state_dump(after=started)
+            # A hard kill right after the first start must not lose the deployment: wait for a state dump
+            # that began after the deployment was mined.
+            supervisor.wait_for_state_dump(after=time.time())
         for key, value in describe(service).items():
             log.info("%s: %s", key, value)
         app = create_app(service)

@@ -7,6 +7,8 @@ A supervised node runs in its own process group, so stopping it reaches every pr
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import json
 import os
 import signal
@@ -129,6 +131,7 @@ class NodeSupervisor:
                 stdout=self._log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # own process group: stop() reaches every child
+                preexec_fn=_terminate_with_parent,
             )
         except OSError as exc:
             self._close_log()
@@ -224,3 +227,19 @@ class NodeSupervisor:
         if self._log_file is not None:
             self._log_file.close()
             self._log_file = None
+
+
+def _terminate_with_parent() -> None:
+    """Runs in the child before exec: SIGTERM it when the service dies, even by ``kill -9``.
+
+    Without this a hard-killed service leaves its node running on the port, and the next start fails;
+    SIGTERM (not SIGKILL) lets anvil dump its state on the way out. Linux only; elsewhere a no-op.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):
+        pass
+
+
+_PR_SET_PDEATHSIG = 1

@@ -1,0 +1,1 @@
+"""The chain layer: compiler, node supervisors, client, outbox writer."""
