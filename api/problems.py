@@ -39,7 +39,12 @@ _STATUS: list[tuple[type[TracerError], int, str]] = [
 
 
 def problem(
-    status: int, title: str, detail: str, *, kind: str, errors: list[dict[str, str]] | None = None,
+    status: int,
+    title: str,
+    detail: str,
+    *,
+    kind: str,
+    errors: list[dict[str, str]] | None = None,
     headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     """A problem+json response."""

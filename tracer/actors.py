@@ -32,7 +32,12 @@ class NewActor:
 
 
 def create_actor(
-    *, session: Session, keystore: KeyStore, name: str, role: str, address: str | None = None,
+    *,
+    session: Session,
+    keystore: KeyStore,
+    name: str,
+    role: str,
+    address: str | None = None,
     grant_on_chain: bool = True,
 ) -> NewActor:
     """Creates an actor and queues its role grant and funding in the outbox (the caller commits).

@@ -225,7 +225,11 @@ def declare(*, session: Session, actor: Actor, declaration: DeclarationIn) -> Ev
         expiry_date=declaration.expiry,
     )
     return _append(
-        session=session, lot=lot, actor=actor, step=Step.DECLARATION, payload=payload,
+        session=session,
+        lot=lot,
+        actor=actor,
+        step=Step.DECLARATION,
+        payload=payload,
         call=lambda seq, h: ("declareLot", [lot_id, declaration.quantity, h]),
     )
 
@@ -237,11 +241,19 @@ def record_entry(*, session: Session, actor: Actor, lot_id: str, entry: EntryIn)
     lot.state = lot_state_after(state=LotState(lot.state), step=Step.ENTRY, subject=_lot_name(lot))
     lot.received_quantity = entry.counted_quantity
     payload = build.entry_event(
-        event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, counted_quantity=entry.counted_quantity,
-        declared_quantity=lot.declared_quantity, biz_location=entry.biz_location,
+        event_time=_now(),
+        gtin=lot.gtin,
+        lot=lot.lot_number,
+        counted_quantity=entry.counted_quantity,
+        declared_quantity=lot.declared_quantity,
+        biz_location=entry.biz_location,
     )
     return _append(
-        session=session, lot=lot, actor=actor, step=Step.ENTRY, payload=payload,
+        session=session,
+        lot=lot,
+        actor=actor,
+        step=Step.ENTRY,
+        payload=payload,
         call=lambda seq, h: ("recordEntry", [lot.lot_id, seq, entry.counted_quantity, h]),
     )
 
@@ -258,7 +270,11 @@ def record_inspection(*, session: Session, actor: Actor, lot_id: str, inspection
     )
     code = _INSPECTION_CODE[inspection.result]
     return _append(
-        session=session, lot=lot, actor=actor, step=Step.INSPECTION, payload=payload,
+        session=session,
+        lot=lot,
+        actor=actor,
+        step=Step.INSPECTION,
+        payload=payload,
         call=lambda seq, h: ("recordInspection", [lot.lot_id, seq, code, h]),
     )
 
@@ -269,11 +285,18 @@ def record_storage(*, session: Session, actor: Actor, lot_id: str, storage: Stor
     lot = get_lot(session=session, lot_id=lot_id, for_update=True)
     lot.state = lot_state_after(state=LotState(lot.state), step=Step.STORAGE, subject=_lot_name(lot))
     payload = build.storage_event(
-        event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, storage_location=storage.storage_location,
+        event_time=_now(),
+        gtin=lot.gtin,
+        lot=lot.lot_number,
+        storage_location=storage.storage_location,
         quantity=lot.received_quantity or lot.declared_quantity,
     )
     return _append(
-        session=session, lot=lot, actor=actor, step=Step.STORAGE, payload=payload,
+        session=session,
+        lot=lot,
+        actor=actor,
+        step=Step.STORAGE,
+        payload=payload,
         call=lambda seq, h: ("recordStorage", [lot.lot_id, seq, h]),
     )
 
@@ -290,23 +313,37 @@ def split(*, session: Session, actor: Actor, lot_id: str, request: SplitIn) -> l
             raise DuplicateRecord("parcel", sscc)
         seen.add(sscc)
         check_split(
-            state=LotState(lot.state), recalled=lot.recalled, subject=_lot_name(lot),
-            received=lot.received_quantity or 0, split=lot.split_quantity, quantity=parcel_in.quantity,
+            state=LotState(lot.state),
+            recalled=lot.recalled,
+            subject=_lot_name(lot),
+            received=lot.received_quantity or 0,
+            split=lot.split_quantity,
+            quantity=parcel_in.quantity,
         )
         parcel_index = session.exec(select(Parcel.id).where(Parcel.lot_pk == lot.id)).all()
         assert lot.id is not None
         parcel = Parcel(
-            sscc=sscc, parcel_id=_hex(identifiers.parcel_id(sscc)), lot_pk=lot.id, index=len(parcel_index),
-            quantity=parcel_in.quantity, state=ParcelState.SPLIT,
+            sscc=sscc,
+            parcel_id=_hex(identifiers.parcel_id(sscc)),
+            lot_pk=lot.id,
+            index=len(parcel_index),
+            quantity=parcel_in.quantity,
+            state=ParcelState.SPLIT,
         )
         session.add(parcel)
         session.flush()
         lot.split_quantity += parcel_in.quantity
-        payload = build.split_event(event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, sscc=sscc,
-                                    quantity=parcel_in.quantity)
+        payload = build.split_event(
+            event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, sscc=sscc, quantity=parcel_in.quantity
+        )
         accepted.append(
             _append(
-                session=session, lot=lot, actor=actor, step=Step.SPLIT, payload=payload, parcel=parcel,
+                session=session,
+                lot=lot,
+                actor=actor,
+                step=Step.SPLIT,
+                payload=payload,
+                parcel=parcel,
                 call=lambda seq, h, p=parcel: ("splitParcel", [lot.lot_id, seq, p.parcel_id, p.quantity, h]),
             )
         )
@@ -316,18 +353,31 @@ def split(*, session: Session, actor: Actor, lot_id: str, request: SplitIn) -> l
 def attach_order(*, session: Session, actor: Actor, sscc: str, order: OrderIn) -> EventAccepted:
     """Attaches the consumer order to a parcel (the lot's own enterprise)."""
     items = [
-        {"gtin": identifiers.normalize_gtin(item.gtin, pointer=f"/items/{index}/gtin"), "quantity": item.quantity,
-         "unit_price": str(item.unit_price)}
+        {
+            "gtin": identifiers.normalize_gtin(item.gtin, pointer=f"/items/{index}/gtin"),
+            "quantity": item.quantity,
+            "unit_price": str(item.unit_price),
+        }
         for index, item in enumerate(order.items)
     ]
-    public = {"order_number": order.order_number, "items": items, "total": str(order.total),
-              "currency": order.currency}
+    public = {"order_number": order.order_number, "items": items, "total": str(order.total), "currency": order.currency}
     return _attach_document(
-        session=session, actor=actor, sscc=sscc, step=Step.ORDER, number=order.order_number,
-        order_number=order.order_number, public=public, person=("consignee", order.consignee),
+        session=session,
+        actor=actor,
+        sscc=sscc,
+        step=Step.ORDER,
+        number=order.order_number,
+        order_number=order.order_number,
+        public=public,
+        person=("consignee", order.consignee),
         make_event=lambda person_commitment, document_commitment: build.order_event(
-            event_time=_now(), sscc=sscc, order_number=order.order_number, total=order.total,
-            currency=order.currency, items=items, consignee_commitment=person_commitment,
+            event_time=_now(),
+            sscc=sscc,
+            order_number=order.order_number,
+            total=order.total,
+            currency=order.currency,
+            items=items,
+            consignee_commitment=person_commitment,
             document_commitment=document_commitment,
         ),
     )
@@ -335,15 +385,30 @@ def attach_order(*, session: Session, actor: Actor, sscc: str, order: OrderIn) -
 
 def attach_payment(*, session: Session, actor: Actor, sscc: str, payment: PaymentIn) -> EventAccepted:
     """Attaches the payment of the parcel's order (a payment institution)."""
-    public = {"payment_number": payment.payment_number, "order_number": payment.order_number,
-              "amount": str(payment.amount), "currency": payment.currency}
+    public = {
+        "payment_number": payment.payment_number,
+        "order_number": payment.order_number,
+        "amount": str(payment.amount),
+        "currency": payment.currency,
+    }
     return _attach_document(
-        session=session, actor=actor, sscc=sscc, step=Step.PAYMENT, number=payment.payment_number,
-        order_number=payment.order_number, public=public, person=("payer", payment.payer),
+        session=session,
+        actor=actor,
+        sscc=sscc,
+        step=Step.PAYMENT,
+        number=payment.payment_number,
+        order_number=payment.order_number,
+        public=public,
+        person=("payer", payment.payer),
         make_event=lambda person_commitment, document_commitment: build.payment_event(
-            event_time=_now(), sscc=sscc, payment_number=payment.payment_number,
-            order_number=payment.order_number, amount=payment.amount, currency=payment.currency,
-            payer_commitment=person_commitment, document_commitment=document_commitment,
+            event_time=_now(),
+            sscc=sscc,
+            payment_number=payment.payment_number,
+            order_number=payment.order_number,
+            amount=payment.amount,
+            currency=payment.currency,
+            payer_commitment=person_commitment,
+            document_commitment=document_commitment,
         ),
     )
 
@@ -352,11 +417,20 @@ def attach_waybill(*, session: Session, actor: Actor, sscc: str, waybill: Waybil
     """Attaches the waybill that names the parcel (a carrier)."""
     public = {"waybill_number": waybill.waybill_number, "order_number": waybill.order_number, "sscc": sscc}
     return _attach_document(
-        session=session, actor=actor, sscc=sscc, step=Step.WAYBILL, number=waybill.waybill_number,
-        order_number=waybill.order_number, public=public, person=("consignee", waybill.consignee),
+        session=session,
+        actor=actor,
+        sscc=sscc,
+        step=Step.WAYBILL,
+        number=waybill.waybill_number,
+        order_number=waybill.order_number,
+        public=public,
+        person=("consignee", waybill.consignee),
         make_event=lambda person_commitment, document_commitment: build.waybill_event(
-            event_time=_now(), sscc=sscc, waybill_number=waybill.waybill_number,
-            order_number=waybill.order_number, consignee_commitment=person_commitment,
+            event_time=_now(),
+            sscc=sscc,
+            waybill_number=waybill.waybill_number,
+            order_number=waybill.order_number,
+            consignee_commitment=person_commitment,
             document_commitment=document_commitment,
         ),
     )
@@ -372,9 +446,14 @@ def release(*, session: Session, actor: Actor, sscc: str) -> EventAccepted:
     lot = _lot_of(session, parcel, for_update=True)
     documents = _documents(session, parcel)
     check_release(
-        parcel_state=ParcelState(parcel.state), recalled=lot.recalled, subject=f"parcel {sscc}",
-        present=set(documents), received=lot.received_quantity or 0, released=lot.released_quantity,
-        quantity=parcel.quantity, lot=_lot_name(lot),
+        parcel_state=ParcelState(parcel.state),
+        recalled=lot.recalled,
+        subject=f"parcel {sscc}",
+        present=set(documents),
+        received=lot.received_quantity or 0,
+        released=lot.released_quantity,
+        quantity=parcel.quantity,
+        lot=_lot_name(lot),
     )
     problems = match_documents(session=session, lot=lot, parcel=parcel, documents=documents)
     if problems:
@@ -382,11 +461,19 @@ def release(*, session: Session, actor: Actor, sscc: str) -> EventAccepted:
     parcel.state = ParcelState.RELEASED
     lot.released_quantity += parcel.quantity
     payload = build.customs_release_event(
-        event_time=_now(), sscc=sscc, order_number=documents["order"].number,
-        waybill_number=documents["waybill"].number, release_number=f"{lot.declaration_number}/{parcel.index}",
+        event_time=_now(),
+        sscc=sscc,
+        order_number=documents["order"].number,
+        waybill_number=documents["waybill"].number,
+        release_number=f"{lot.declaration_number}/{parcel.index}",
     )
     return _append(
-        session=session, lot=lot, actor=actor, step=Step.RELEASE, payload=payload, parcel=parcel,
+        session=session,
+        lot=lot,
+        actor=actor,
+        step=Step.RELEASE,
+        payload=payload,
+        parcel=parcel,
         call=lambda seq, h: ("releaseParcel", [parcel.parcel_id, seq, h]),
     )
 
@@ -400,7 +487,12 @@ def record_delivery(*, session: Session, actor: Actor, sscc: str) -> EventAccept
     parcel.state = ParcelState.DELIVERED
     payload = build.delivery_event(event_time=_now(), sscc=sscc)
     return _append(
-        session=session, lot=lot, actor=actor, step=Step.DELIVERY, payload=payload, parcel=parcel,
+        session=session,
+        lot=lot,
+        actor=actor,
+        step=Step.DELIVERY,
+        payload=payload,
+        parcel=parcel,
         call=lambda seq, h: ("recordDelivery", [parcel.parcel_id, seq, h]),
     )
 
@@ -415,7 +507,11 @@ def recall(*, session: Session, actor: Actor, lot_id: str, request: RecallIn) ->
     lot.recalled = True
     payload = build.recall_event(event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, reason=request.reason)
     return _append(
-        session=session, lot=lot, actor=actor, step=Step.RECALL, payload=payload,
+        session=session,
+        lot=lot,
+        actor=actor,
+        step=Step.RECALL,
+        payload=payload,
         call=lambda seq, h: ("recall", [lot.lot_id, seq, h]),
     )
 
@@ -461,8 +557,16 @@ def _documents(session: Session, parcel: Parcel) -> dict[str, Document]:
 
 
 def _attach_document(
-    *, session: Session, actor: Actor, sscc: str, step: Step, number: str, order_number: str,
-    public: dict[str, Any], person: tuple[str, Person], make_event: Callable[[str, str], dict[str, Any]],
+    *,
+    session: Session,
+    actor: Actor,
+    sscc: str,
+    step: Step,
+    number: str,
+    order_number: str,
+    public: dict[str, Any],
+    person: tuple[str, Person],
+    make_event: Callable[[str, str], dict[str, Any]],
 ) -> EventAccepted:
     """Stores a document (its personal data apart, behind salted commitments) and appends its event."""
     check_role(step=step, actor=actor.name, role=actor.role)
@@ -472,7 +576,9 @@ def _attach_document(
     if step is Step.ORDER and actor.id != lot.enterprise_id:
         raise PermissionDenied(actor.name, actor.role, "the enterprise that declared the lot")
     check_document(
-        parcel_state=ParcelState(parcel.state), subject=f"parcel {sscc}", step=step,
+        parcel_state=ParcelState(parcel.state),
+        subject=f"parcel {sscc}",
+        step=step,
         present=set(_documents(session, parcel)),
     )
     role, who = person
@@ -483,8 +589,13 @@ def _attach_document(
     document_commitment = commitments.document_commitment({**public, role: person_commitment}, salt)
     assert parcel.id is not None
     document = Document(
-        parcel_pk=parcel.id, kind=step.value, number=number, order_number=order_number,
-        public=json.dumps(public, sort_keys=True), commitment=document_commitment, salt="0x" + salt.hex(),
+        parcel_pk=parcel.id,
+        kind=step.value,
+        number=number,
+        order_number=order_number,
+        public=json.dumps(public, sort_keys=True),
+        commitment=document_commitment,
+        salt="0x" + salt.hex(),
         person_salt="0x" + person_salt.hex(),
     )
     session.add(document)
@@ -493,13 +604,23 @@ def _attach_document(
     for field, value in fields.items():
         field_salt = commitments.new_salt()
         session.add(
-            PersonalDatum(document_pk=document.id, field=f"{role}.{field}", value=value,
-                          salt="0x" + field_salt.hex(), commitment=commitments.commit(value, field_salt))
+            PersonalDatum(
+                document_pk=document.id,
+                field=f"{role}.{field}",
+                value=value,
+                salt="0x" + field_salt.hex(),
+                commitment=commitments.commit(value, field_salt),
+            )
         )
     payload = make_event(person_commitment, document_commitment)
     code = _DOCUMENT_CODE[step]
     return _append(
-        session=session, lot=lot, actor=actor, step=step, payload=payload, parcel=parcel,
+        session=session,
+        lot=lot,
+        actor=actor,
+        step=step,
+        payload=payload,
+        parcel=parcel,
         call=lambda seq, h: ("attachDocument", [parcel.parcel_id, seq, code, document_commitment, h]),
     )
 
@@ -528,14 +649,19 @@ def _append(
         session.add(parcel)
     session.add(
         Event(
-            lot_pk=lot.id, seq=seq, parcel_pk=parcel.id if parcel else None, step=step.value, actor_id=actor.id,
-            payload=json.dumps(payload, ensure_ascii=False), event_hash=hash_, chain_function=function,
+            lot_pk=lot.id,
+            seq=seq,
+            parcel_pk=parcel.id if parcel else None,
+            step=step.value,
+            actor_id=actor.id,
+            payload=json.dumps(payload, ensure_ascii=False),
+            event_hash=hash_,
+            chain_function=function,
             chain_args=json.dumps(args),
         )
     )
     subject = identifiers.parcel_path(parcel.sscc) if parcel else identifiers.lot_path(lot.gtin, lot.lot_number)
-    return EventAccepted(event_id=hash_, step=step.value, seq=seq, lot_id=lot.lot_id, subject=subject,
-                         status="pending")
+    return EventAccepted(event_id=hash_, step=step.value, seq=seq, lot_id=lot.lot_id, subject=subject, status="pending")
 
 
 def _lot_of(session: Session, parcel: Parcel, *, for_update: bool = False) -> Lot:

@@ -83,8 +83,7 @@ class KeyStore:
                 private_key = self._aead.decrypt(raw[:12], raw[12:], None)
             except InvalidTag as exc:
                 raise ConfigurationError(
-                    "cannot decrypt an actor key: TRACER_KEY_PASSPHRASE differs from the one the keys "
-                    "were sealed with"
+                    "cannot decrypt an actor key: TRACER_KEY_PASSPHRASE differs from the one the keys were sealed with"
                 ) from exc
             account = Account.from_key(private_key)
             self._opened[sealed] = account

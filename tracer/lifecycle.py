@@ -120,8 +120,15 @@ def check_document(*, parcel_state: ParcelState, subject: str, step: Step, prese
 
 
 def check_release(
-    *, parcel_state: ParcelState, recalled: bool, subject: str, present: set[str], received: int, released: int,
-    quantity: int, lot: str,
+    *,
+    parcel_state: ParcelState,
+    recalled: bool,
+    subject: str,
+    present: set[str],
+    received: int,
+    released: int,
+    quantity: int,
+    lot: str,
 ) -> None:
     """Raises unless the parcel may leave the bonded zone: split, not recalled, three documents, balance."""
     if recalled:

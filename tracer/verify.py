@@ -81,19 +81,33 @@ def compare_with_chain(events: Sequence[StoredEvent], recorded: Sequence[Recorde
         logged = on_chain.pop(event.seq, None)
         if logged is None:
             if event.status == "anchored":
-                checks.append(EventCheck(event.seq, event_id, Status.TAMPERED,
-                                         f"event {event.seq} is recorded as anchored but the chain does not hold it"))
+                checks.append(
+                    EventCheck(
+                        event.seq,
+                        event_id,
+                        Status.TAMPERED,
+                        f"event {event.seq} is recorded as anchored but the chain does not hold it",
+                    )
+                )
             else:
                 checks.append(EventCheck(event.seq, event_id, Status.PENDING, f"event {event.seq} is not on chain yet"))
         elif logged.event_hash != event_hash_bytes(event_id or ""):
-            checks.append(EventCheck(event.seq, event_id, Status.TAMPERED,
-                                     f"event {event.seq} differs from the hash the chain holds (altered)"))
+            checks.append(
+                EventCheck(
+                    event.seq,
+                    event_id,
+                    Status.TAMPERED,
+                    f"event {event.seq} differs from the hash the chain holds (altered)",
+                )
+            )
         else:
-            checks.append(EventCheck(event.seq, event_id, Status.VERIFIED,
-                                     f"event {event.seq} matches block {logged.block_number}"))
+            checks.append(
+                EventCheck(
+                    event.seq, event_id, Status.VERIFIED, f"event {event.seq} matches block {logged.block_number}"
+                )
+            )
     for seq in sorted(on_chain):
-        checks.append(EventCheck(seq, None, Status.TAMPERED,
-                                 f"event {seq} is on chain but missing from the database"))
+        checks.append(EventCheck(seq, None, Status.TAMPERED, f"event {seq} is on chain but missing from the database"))
     return _summarise(checks)
 
 

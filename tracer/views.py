@@ -69,8 +69,15 @@ def lot_public(*, session: Session, lot: Lot) -> LotPublic:
         released_quantity=lot.released_quantity,
         parcels=[ParcelPublic(sscc=p.sscc, index=p.index, quantity=p.quantity, state=p.state) for p in parcels],
         events=[
-            EventPublic(seq=e.seq, step=e.step, event_id=e.event_hash, status=e.status, tx_hash=e.tx_hash,
-                        block_number=e.block_number, reason=e.reason)
+            EventPublic(
+                seq=e.seq,
+                step=e.step,
+                event_id=e.event_hash,
+                status=e.status,
+                tx_hash=e.tx_hash,
+                block_number=e.block_number,
+                reason=e.reason,
+            )
             for e in lot_events(session=session, lot=lot)
         ],
     )

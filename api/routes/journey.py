@@ -85,9 +85,7 @@ def split_lot(
 
 
 @router.post("/lots/{lot_id}/recall", status_code=ACCEPTED)
-def recall_lot(
-    lot_id: str, body: RecallIn, actor: ActorDep, session: SessionDep, service: ServiceDep
-) -> EventAccepted:
+def recall_lot(lot_id: str, body: RecallIn, actor: ActorDep, session: SessionDep, service: ServiceDep) -> EventAccepted:
     """Recall a lot and every parcel split from it (its enterprise or customs)."""
     accepted = journey.recall(session=session, actor=actor, lot_id=lot_id, request=body)
     _commit(session, service)

@@ -33,8 +33,10 @@ def _resolve(session: Session, raw_path: str) -> tuple[Lot, Parcel | None, str]:
         assert lot is not None
         return lot, parcel, identifiers.parcel_path(ref.sscc)
     if isinstance(ref, identifiers.LotRef):
-        return journey.find_lot(session=session, gtin=ref.gtin, lot_number=ref.lot), None, identifiers.lot_path(
-            ref.gtin, ref.lot
+        return (
+            journey.find_lot(session=session, gtin=ref.gtin, lot_number=ref.lot),
+            None,
+            identifiers.lot_path(ref.gtin, ref.lot),
         )
     raise NotFound("unit", raw_path)  # units come with serialisation, in a later version
 

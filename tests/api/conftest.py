@@ -228,8 +228,11 @@ class Journey:
     def to_stored(self, counted: int = 1000) -> None:
         for response in (
             self.declare(),
-            self.api.post(f"/lots/{self.lot_id}/entry", self.parties.warehouse,
-                          {"counted_quantity": counted, "biz_location": ZONE}),
+            self.api.post(
+                f"/lots/{self.lot_id}/entry",
+                self.parties.warehouse,
+                {"counted_quantity": counted, "biz_location": ZONE},
+            ),
             self.api.post(f"/lots/{self.lot_id}/inspection", self.parties.customs, {"result": "conformant"}),
             self.api.post(f"/lots/{self.lot_id}/storage", self.parties.warehouse, {"storage_location": SHELF}),
         ):

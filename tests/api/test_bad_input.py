@@ -29,8 +29,9 @@ def test_schema_errors_are_400_with_pointers_not_fastapis_422(journey: Journey, 
 
 def test_malformed_json_is_400(journey: Journey, problem: ProblemCheck) -> None:
     response = journey.api.http.post(
-        "/lots", content=b"{not json", headers={"Authorization": f"Bearer {journey.parties.enterprise}",
-                                                "Content-Type": "application/json"}
+        "/lots",
+        content=b"{not json",
+        headers={"Authorization": f"Bearer {journey.parties.enterprise}", "Content-Type": "application/json"},
     )
     problem(response, 400)
 
@@ -47,7 +48,8 @@ def test_wrong_role_is_403(journey: Journey, problem: ProblemCheck) -> None:
 
 def test_unknown_lot_is_404(journey: Journey, problem: ProblemCheck) -> None:
     response = journey.api.post(
-        "/lots/0x" + "ab" * 32 + "/entry", journey.parties.warehouse,
+        "/lots/0x" + "ab" * 32 + "/entry",
+        journey.parties.warehouse,
         {"counted_quantity": 1, "biz_location": "https://id.gs1.org/414/9521234000006"},
     )
     problem(response, 404)
@@ -55,8 +57,11 @@ def test_unknown_lot_is_404(journey: Journey, problem: ProblemCheck) -> None:
 
 def test_step_out_of_order_is_409_and_writes_nothing(journey: Journey, problem: ProblemCheck) -> None:
     assert journey.declare().status_code == 202
-    response = journey.api.post(f"/lots/{journey.lot_id}/storage", journey.parties.warehouse,
-                                {"storage_location": "https://id.gs1.org/414/9521234000006"})
+    response = journey.api.post(
+        f"/lots/{journey.lot_id}/storage",
+        journey.parties.warehouse,
+        {"storage_location": "https://id.gs1.org/414/9521234000006"},
+    )
     assert "declared" in problem(response, 409)["detail"]
     assert [e.step for e in _events(journey)] == ["declaration"]
 
@@ -85,9 +90,14 @@ def test_release_with_mismatching_documents_is_422_naming_each_mismatch(
     assert journey.split((parcel, 2)).status_code == 202
     api, parties = journey.api, journey.parties
     assert api.post(f"/parcels/{parcel}/order", parties.enterprise, order(parcel)).status_code == 202
-    assert api.post(f"/parcels/{parcel}/payment", parties.payment,
-                    payment(parcel, amount="1.00", payer={"name": "王伟", "id_number": "110101198001010010"})
-                    ).status_code == 202
+    assert (
+        api.post(
+            f"/parcels/{parcel}/payment",
+            parties.payment,
+            payment(parcel, amount="1.00", payer={"name": "王伟", "id_number": "110101198001010010"}),
+        ).status_code
+        == 202
+    )
     assert api.post(f"/parcels/{parcel}/waybill", parties.carrier, waybill(parcel)).status_code == 202
     body = problem(journey.release(parcel), 422)
     messages = " ".join(error["message"] for error in body["errors"])

@@ -21,7 +21,15 @@ def test_full_journey_is_anchored_and_scans_verified(journey: Journey) -> None:
     scan = journey.api.get(f"/00/{parcel}", headers={"Accept": "application/json"}).json()
     assert scan["verification"]["status"] == "verified"
     assert [e["step"] for e in scan["events"]] == [
-        "declaration", "entry", "inspection", "storage", "split", "order", "payment", "waybill", "release",
+        "declaration",
+        "entry",
+        "inspection",
+        "storage",
+        "split",
+        "order",
+        "payment",
+        "waybill",
+        "release",
         "delivery",
     ]
     assert scan["product"]["gtin"] == GTIN and scan["product"]["lot"] == LOT

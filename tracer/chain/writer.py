@@ -152,7 +152,9 @@ class Writer:
             else:
                 sender = self._grantor(session, task.role or "")
                 tx_hash = self._client.grant_role(
-                    sender=sender, role_name=task.role or "", address=actor.address,
+                    sender=sender,
+                    role_name=task.role or "",
+                    address=actor.address,
                     nonce=self._next_nonce(nonces, sender),
                 )
             task.tx_hash = tx_hash
