@@ -6,7 +6,6 @@ import copy
 import json
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -222,15 +221,3 @@ def test_concurrent_hashing_gives_the_same_results() -> None:
     for t in threads:
         t.join()
     assert [results[i] for i in range(len(events))] == serial
-
-
-def test_per_event_speed_is_reported(capsys: pytest.CaptureFixture[str]) -> None:
-    events = [dict(OBJECT_EVENT, **{"tracer:n": i}) for i in range(200)]
-    event_hash(events[0])  # contexts loaded
-    start = time.perf_counter()
-    for event in events:
-        event_hash(event)
-    per_event_ms = (time.perf_counter() - start) * 1000 / len(events)
-    with capsys.disabled():
-        print(f"\n  reference-wrapped event_hash: {per_event_ms:.2f} ms/event")
-    assert per_event_ms < 25
