@@ -133,9 +133,22 @@ def test_demo_verifies_survives_restarts_and_is_readable_by_cast(service: Servic
     # An independent client reads the lot's events from the registry /healthz names.
     lot_id = "0x" + identifiers.lot_id(scan["product"]["gtin"], scan["product"]["lot"]).hex()
     logs = subprocess.run(
-        [str(CAST), "logs", "--rpc-url", f"http://127.0.0.1:{service.chain_port}", "--address", health["registry"],
-         EVENT_SIGNATURE, lot_id, "--from-block", "0", "--json"],
-        capture_output=True, timeout=60, check=True,
+        [
+            str(CAST),
+            "logs",
+            "--rpc-url",
+            f"http://127.0.0.1:{service.chain_port}",
+            "--address",
+            health["registry"],
+            EVENT_SIGNATURE,
+            lot_id,
+            "--from-block",
+            "0",
+            "--json",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=True,
     )
     assert logs.stdout.decode().count('"transactionHash"') == scan["verification"]["events_checked"] == 24
 

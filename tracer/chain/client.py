@@ -14,6 +14,7 @@ messages and JSON problem documents.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import threading
 import time
@@ -655,6 +656,12 @@ class ChainClient:
             if data is None and "revert" not in exc.message.lower():
                 raise
             raise self._decode_revert(data or b"", fallback=exc.message) from exc
+        except Exception as exc:
+            # The in-process eth-tester runs a transaction when it is sent and raises its own
+            # TransactionFailed there, instead of mining a failed receipt as a real node does.
+            if not type(exc).__module__.startswith("eth_tester"):
+                raise
+            raise self._decode_revert(_eth_tester_revert_data(exc), fallback=str(exc)) from exc
 
     def _error_table(self) -> dict[bytes, tuple[str, list[str], list[str]]]:
         if self._errors is None:
@@ -755,3 +762,24 @@ def _rpc_error_data(exc: Web3RPCError) -> bytes | None:
     if isinstance(error, dict) and "data" in error:
         return _revert_data(error["data"]) or None
     return None
+
+
+def _eth_tester_revert_data(exc: BaseException) -> bytes:
+    """The raw revert bytes of an eth-tester failure: its message ends with their ``repr`` (``b'...'``)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        for arg in seen.args:
+            if isinstance(arg, bytes):
+                return arg
+            text = str(arg)
+            for quote in ("b'", 'b"'):
+                at = text.find(quote)
+                if at != -1:
+                    try:
+                        value = ast.literal_eval(text[at:])
+                    except (ValueError, SyntaxError):
+                        continue
+                    if isinstance(value, bytes):
+                        return value
+        seen = seen.__context__
+    return b""

@@ -43,7 +43,8 @@ class _Sent:
 
     row_id: int
     kind: str  # "event" | "task"
-    tx_hash: str
+    tx_hash: str | None
+    refused: ContractReverted | None = None  # the node refused it when it was sent
 
 
 class Writer:
@@ -144,19 +145,24 @@ class Writer:
         for task in self._pending_tasks(session):
             actor = session.get(Actor, task.actor_id)
             assert actor is not None
-            if task.kind == "fund":
-                sender = self._deployer
-                tx_hash = self._client.transfer(
-                    sender=sender, to=actor.address, value_wei=FUNDING_WEI, nonce=self._next_nonce(nonces, sender)
-                )
-            else:
-                sender = self._grantor(session, task.role or "")
-                tx_hash = self._client.grant_role(
-                    sender=sender,
-                    role_name=task.role or "",
-                    address=actor.address,
-                    nonce=self._next_nonce(nonces, sender),
-                )
+            try:
+                if task.kind == "fund":
+                    sender = self._deployer
+                    tx_hash = self._client.transfer(
+                        sender=sender, to=actor.address, value_wei=FUNDING_WEI, nonce=self._next_nonce(nonces, sender)
+                    )
+                else:
+                    sender = self._grantor(session, task.role or "")
+                    tx_hash = self._client.grant_role(
+                        sender=sender,
+                        role_name=task.role or "",
+                        address=actor.address,
+                        nonce=self._next_nonce(nonces, sender),
+                    )
+            except ContractReverted as refused:
+                nonces.pop(sender.address, None)
+                sent.append(_Sent(row_id=task.id or 0, kind="task", tx_hash=None, refused=refused))
+                continue
             task.tx_hash = tx_hash
             session.add(task)
             sent.append(_Sent(row_id=task.id or 0, kind="task", tx_hash=tx_hash))
@@ -195,12 +201,18 @@ class Writer:
                 continue
             round_sender[event.lot_pk] = event.actor_id
             sender = self._open_key(actor.encrypted_key)
-            tx_hash = self._client.send_call(
-                sender=sender,
-                function=event.chain_function,
-                args=_decode_args(event.chain_args),
-                nonce=self._next_nonce(nonces, sender),
-            )
+            try:
+                tx_hash = self._client.send_call(
+                    sender=sender,
+                    function=event.chain_function,
+                    args=_decode_args(event.chain_args),
+                    nonce=self._next_nonce(nonces, sender),
+                )
+            except ContractReverted as refused:
+                nonces.pop(sender.address, None)  # nothing was queued: re-read the nonce
+                round_sender[event.lot_pk] = None  # later events of the lot wait for the verdict
+                sent.append(_Sent(row_id=event.id or 0, kind="event", tx_hash=None, refused=refused))
+                continue
             event.tx_hash = tx_hash
             session.add(event)
             sent.append(_Sent(row_id=event.id or 0, kind="event", tx_hash=tx_hash))
@@ -217,14 +229,16 @@ class Writer:
     # -- outcomes ------------------------------------------------------------------------------------------
 
     def _settle(self, item: _Sent) -> None:
-        try:
-            receipt = self._client.wait_receipt(item.tx_hash, timeout=RECEIPT_TIMEOUT_SECONDS)
-            outcome: ContractReverted | None = None
-        except ContractReverted as exc:
-            receipt, outcome = None, exc
-        except ReceiptTimeout:
-            log.warning("no receipt for %s yet; it will be re-sent", item.tx_hash)
-            return
+        receipt: Receipt | None = None
+        outcome = item.refused
+        if item.tx_hash is not None:
+            try:
+                receipt = self._client.wait_receipt(item.tx_hash, timeout=RECEIPT_TIMEOUT_SECONDS)
+            except ContractReverted as exc:
+                outcome = exc
+            except ReceiptTimeout:
+                log.warning("no receipt for %s yet; it will be re-sent", item.tx_hash)
+                return
         if receipt is not None:
             self._wait_confirmations(receipt.block_number)
         with Session(self._engine) as session:
