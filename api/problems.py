@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tracer.exceptions import (
@@ -87,8 +88,14 @@ def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, str(exc.detail), str(exc.detail), kind="http", headers=exc.headers)
 
 
+def _integrity_error(_request: Request, _exc: Exception) -> JSONResponse:
+    # Two requests raced for the same lot sequence number or the same unique key; the loser wrote nothing.
+    return problem(409, "Concurrent write", "another request changed the same record first; retry", kind="conflict")
+
+
 def install(app: FastAPI) -> None:
     """Registers the error mapping on ``app``."""
+    app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(TracerError, _tracer_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -43,9 +43,10 @@ def actor_add(
         with Session(engine) as session:
             created = create_actor(session=session, keystore=keystore, name=name, role=role, address=address)
             session.commit()
+            public = created.public()
     except TracerError as exc:
         _fail(str(exc))
-    json.dump(created.public(), sys.stdout)
+    json.dump(public, sys.stdout)
     sys.stdout.write("\n")
 
 

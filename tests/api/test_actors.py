@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import Api, ProblemCheck
+from api_support import Api, ProblemCheck
 from sqlmodel import Session, select
 
 from tracer.keys import hash_api_key

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import CONSIGNEE, Journey, ProblemCheck, declaration, order, payment, sscc, waybill
+from api_support import CONSIGNEE, Journey, ProblemCheck, declaration, order, payment, sscc, waybill
 from sqlmodel import Session, select
 
 from tracer.store.models import Event, Lot

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import GTIN, LOT, Journey, sscc
+from api_support import GTIN, LOT, Journey, sscc
 
 
 def test_full_journey_is_anchored_and_scans_verified(journey: Journey) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Journey
+from api_support import Journey
 from sqlmodel import Session, select
 
 from tracer.chain.client import ChainClient

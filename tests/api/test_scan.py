@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import GTIN, LOT, Journey, sscc
+from api_support import GTIN, LOT, Journey, sscc
 from sqlmodel import Session, select
 
 from tracer import identifiers

@@ -16,27 +16,11 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils import keccak
 
-from tracer.chain.anvil import AnvilSupervisor, find_anvil_binary
 from tracer.chain.client import ChainClient
 from tracer.chain.compiler import RegistryArtifact, load_artifact
 from tracer.chain.ganache import GanacheSupervisor
 from tracer.chain.supervisor import free_port
 from tracer.config import DEV_DEPLOYER_KEY
-
-
-@pytest.fixture(scope="session")
-def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real anvil (automine) for the session; yields its RPC URL."""
-    directory = tmp_path_factory.mktemp("anvil")
-    supervisor = AnvilSupervisor(
-        binary=find_anvil_binary(),
-        port=free_port(),
-        state_path=directory / "anvil-state.json",
-        log_path=directory / "anvil.log",
-        block_time=None,
-    )
-    with supervisor:
-        yield supervisor.rpc_url
 
 
 @pytest.fixture(scope="session")
