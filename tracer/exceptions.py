@@ -8,6 +8,7 @@
     ├── NotFound                     an unknown lot, parcel, actor or job
     ├── AuthenticationFailed         no API key or an unknown one
     ├── PermissionDenied             the actor's role may not do this
+    │   └── SignatureRequired        a self-custody actor's events must arrive signed
     ├── Conflict                     the request clashes with recorded state
     │   ├── StepOutOfOrder           the lot or parcel is not in a state that allows the step
     │   ├── DuplicateRecord          a lot, parcel, document or actor that exists already
@@ -64,6 +65,20 @@ class PermissionDenied(TracerError):
         self.role = role
         self.needed = needed
         super().__init__(f"actor {actor!r} has role {role!r}; this needs {needed}")
+
+
+class SignatureRequired(PermissionDenied):
+    """A self-custody actor's events must arrive signed by its own key (EIP-712), not relayed unsigned."""
+
+    def __init__(self, actor: str) -> None:
+        TracerError.__init__(
+            self,
+            f"actor {actor!r} keeps its own key: its events must arrive signed with EIP-712, "
+            "which this version does not accept yet; use a custodial actor (no --address)",
+        )
+        self.actor = actor
+        self.role = ""
+        self.needed = "a custodial key"
 
 
 class Conflict(TracerError):

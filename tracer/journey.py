@@ -20,7 +20,7 @@ from sqlmodel import Session, col, select
 from tracer import commitments, identifiers
 from tracer.epcis import event_hash, event_hash_bytes
 from tracer.epcis import journey_events as build
-from tracer.exceptions import DocumentsMismatch, DuplicateRecord, NotFound, PermissionDenied
+from tracer.exceptions import DocumentsMismatch, DuplicateRecord, NotFound, PermissionDenied, SignatureRequired
 from tracer.lifecycle import (
     InspectionResult,
     LotState,
@@ -639,6 +639,8 @@ def _append(
     parcel: Parcel | None = None,
 ) -> EventAccepted:
     """Appends an event to ``lot``'s chain with the next sequence number, as a pending outbox row."""
+    if actor.encrypted_key is None:
+        raise SignatureRequired(actor.name)
     hash_ = event_hash(payload)
     seq = lot.next_seq
     lot.next_seq += 1

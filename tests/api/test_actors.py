@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from api_support import Api, ProblemCheck
+from api_support import Api, ProblemCheck, declaration
 from sqlmodel import Session, select
 
 from tracer.keys import hash_api_key
-from tracer.store.models import Actor
+from tracer.store.models import Actor, Lot
 
 
 def test_admin_creates_an_enterprise_granted_and_funded_on_chain(api: Api) -> None:
@@ -77,3 +77,11 @@ def test_healthz_reports_chain_registry_and_database(api: Api) -> None:
     assert health["status"] == "ok" and health["database"] == "ok"
     assert health["registry"] == api.service.registry
     assert health["chain_id"] == api.service.chain_id and isinstance(health["latest_block"], int)
+
+
+def test_a_self_custody_actors_unsigned_step_is_refused_not_left_pending(api: Api, problem: ProblemCheck) -> None:
+    created = api.post("/actors", api.admin_key, {"name": "own", "role": "enterprise", "address": "0x" + "34" * 20})
+    body = problem(api.post("/lots", created.json()["api_key"], declaration()), 403)
+    assert "EIP-712" in body["detail"]
+    with Session(api.service.engine) as session:
+        assert session.exec(select(Lot)).all() == []
