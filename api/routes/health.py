@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
@@ -15,15 +14,6 @@ from api.deps import ServiceDep
 from tracer.exceptions import ChainUnavailable
 
 router = APIRouter(tags=["health"])
-
-
-def redact_url(url: str) -> str:
-    """``url`` without user, password or query (node URLs often carry an API key there)."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 @router.get("/healthz")
@@ -42,7 +32,7 @@ def healthz(service: ServiceDep) -> JSONResponse:
     body: dict[str, Any] = {
         "status": "ok" if latest is not None and database == "ok" else "degraded",
         "chain_id": service.chain_id,
-        "rpc_url": redact_url(service.client.rpc_url),
+        "rpc_url": service.client.rpc_url,  # redacted by the client
         "registry": service.registry,
         "latest_block": latest,
         "database": database,
