@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -20,7 +21,14 @@ from sqlmodel import Session, col, select
 from tracer import commitments, identifiers
 from tracer.epcis import event_hash, event_hash_bytes
 from tracer.epcis import journey_events as build
-from tracer.exceptions import DocumentsMismatch, DuplicateRecord, NotFound, PermissionDenied, SignatureRequired
+from tracer.exceptions import (
+    DocumentsMismatch,
+    DuplicateRecord,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    SignatureRequired,
+)
 from tracer.lifecycle import (
     InspectionResult,
     LotState,
@@ -141,6 +149,15 @@ class RecallIn(BaseModel):
     reason: str = Field(min_length=1, max_length=500)
 
 
+@dataclass(frozen=True)
+class Captured:
+    """An EPCIS event as a client captured it: stored and hashed exactly as it came, never rebuilt."""
+
+    event: dict[str, Any]
+    context: Any = None  # the capture document's @context, for the event's namespace prefixes
+    commitments: tuple[str, str] | None = None  # a document event's (person, document) commitments
+
+
 class EventAccepted(BaseModel):
     """An event accepted into the outbox; ``status`` becomes ``anchored`` once the chain holds it."""
 
@@ -187,7 +204,9 @@ def lot_events(*, session: Session, lot: Lot) -> list[Event]:
 # -- steps ---------------------------------------------------------------------------------------------------
 
 
-def declare(*, session: Session, actor: Actor, declaration: DeclarationIn) -> EventAccepted:
+def declare(
+    *, session: Session, actor: Actor, declaration: DeclarationIn, captured: Captured | None = None
+) -> EventAccepted:
     """Declares a lot before arrival; raises InvalidInput, PermissionDenied or DuplicateRecord."""
     check_role(step=Step.DECLARATION, actor=actor.name, role=actor.role)
     gtin = identifiers.normalize_gtin(declaration.gtin, pointer="/gtin")
@@ -212,98 +231,108 @@ def declare(*, session: Session, actor: Actor, declaration: DeclarationIn) -> Ev
     )
     session.add(lot)
     session.flush()
-    payload = build.declaration_event(
-        event_time=_now(),
-        gtin=gtin,
-        lot=lot_number,
-        quantity=declaration.quantity,
-        declaration_number=declaration.declaration_number,
-        product_name=declaration.product_name,
-        hs_code=declaration.hs_code,
-        origin_country=declaration.origin_country,
-        manufacturer=declaration.manufacturer,
-        expiry_date=declaration.expiry,
-    )
     return _append(
+        captured=captured,
         session=session,
         lot=lot,
         actor=actor,
         step=Step.DECLARATION,
-        payload=payload,
+        payload=lambda: build.declaration_event(
+            event_time=_now(),
+            gtin=gtin,
+            lot=lot_number,
+            quantity=declaration.quantity,
+            declaration_number=declaration.declaration_number,
+            product_name=declaration.product_name,
+            hs_code=declaration.hs_code,
+            origin_country=declaration.origin_country,
+            manufacturer=declaration.manufacturer,
+            expiry_date=declaration.expiry,
+        ),
         call=lambda seq, h: ("declareLot", [lot_id, declaration.quantity, h]),
     )
 
 
-def record_entry(*, session: Session, actor: Actor, lot_id: str, entry: EntryIn) -> EventAccepted:
+def record_entry(
+    *, session: Session, actor: Actor, lot_id: str, entry: EntryIn, captured: Captured | None = None
+) -> EventAccepted:
     """Records the count at bonded entry; a difference from the declaration is kept, never fixed."""
     check_role(step=Step.ENTRY, actor=actor.name, role=actor.role)
     lot = get_lot(session=session, lot_id=lot_id, for_update=True)
     lot.state = lot_state_after(state=LotState(lot.state), step=Step.ENTRY, subject=_lot_name(lot))
     lot.received_quantity = entry.counted_quantity
-    payload = build.entry_event(
-        event_time=_now(),
-        gtin=lot.gtin,
-        lot=lot.lot_number,
-        counted_quantity=entry.counted_quantity,
-        declared_quantity=lot.declared_quantity,
-        biz_location=entry.biz_location,
-    )
     return _append(
+        captured=captured,
         session=session,
         lot=lot,
         actor=actor,
         step=Step.ENTRY,
-        payload=payload,
+        payload=lambda: build.entry_event(
+            event_time=_now(),
+            gtin=lot.gtin,
+            lot=lot.lot_number,
+            counted_quantity=entry.counted_quantity,
+            declared_quantity=lot.declared_quantity,
+            biz_location=entry.biz_location,
+        ),
         call=lambda seq, h: ("recordEntry", [lot.lot_id, seq, entry.counted_quantity, h]),
     )
 
 
-def record_inspection(*, session: Session, actor: Actor, lot_id: str, inspection: InspectionIn) -> EventAccepted:
+def record_inspection(
+    *, session: Session, actor: Actor, lot_id: str, inspection: InspectionIn, captured: Captured | None = None
+) -> EventAccepted:
     """Records customs' inspection result: conformant or sampled clears the lot, non-conformant holds it."""
     check_role(step=Step.INSPECTION, actor=actor.name, role=actor.role)
     lot = get_lot(session=session, lot_id=lot_id, for_update=True)
     lot.state = lot_state_after(
         state=LotState(lot.state), step=Step.INSPECTION, subject=_lot_name(lot), result=inspection.result
     )
-    payload = build.inspection_event(
-        event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, result=inspection.result.value
-    )
     code = _INSPECTION_CODE[inspection.result]
     return _append(
+        captured=captured,
         session=session,
         lot=lot,
         actor=actor,
         step=Step.INSPECTION,
-        payload=payload,
+        payload=lambda: build.inspection_event(
+            event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, result=inspection.result.value
+        ),
         call=lambda seq, h: ("recordInspection", [lot.lot_id, seq, code, h]),
     )
 
 
-def record_storage(*, session: Session, actor: Actor, lot_id: str, storage: StorageIn) -> EventAccepted:
+def record_storage(
+    *, session: Session, actor: Actor, lot_id: str, storage: StorageIn, captured: Captured | None = None
+) -> EventAccepted:
     """Records where a cleared lot is stored in the bonded warehouse."""
     check_role(step=Step.STORAGE, actor=actor.name, role=actor.role)
     lot = get_lot(session=session, lot_id=lot_id, for_update=True)
     lot.state = lot_state_after(state=LotState(lot.state), step=Step.STORAGE, subject=_lot_name(lot))
-    payload = build.storage_event(
-        event_time=_now(),
-        gtin=lot.gtin,
-        lot=lot.lot_number,
-        storage_location=storage.storage_location,
-        quantity=lot.received_quantity or lot.declared_quantity,
-    )
     return _append(
+        captured=captured,
         session=session,
         lot=lot,
         actor=actor,
         step=Step.STORAGE,
-        payload=payload,
+        payload=lambda: build.storage_event(
+            event_time=_now(),
+            gtin=lot.gtin,
+            lot=lot.lot_number,
+            storage_location=storage.storage_location,
+            quantity=lot.received_quantity or lot.declared_quantity,
+        ),
         call=lambda seq, h: ("recordStorage", [lot.lot_id, seq, h]),
     )
 
 
-def split(*, session: Session, actor: Actor, lot_id: str, request: SplitIn) -> list[EventAccepted]:
+def split(
+    *, session: Session, actor: Actor, lot_id: str, request: SplitIn, captured: Captured | None = None
+) -> list[EventAccepted]:
     """Splits parcels off a stored lot, one event each; never more than the lot received."""
     check_role(step=Step.SPLIT, actor=actor.name, role=actor.role)
+    if captured is not None and len(request.parcels) != 1:
+        raise InvalidInput("a captured split event packs exactly one parcel", pointer="/parentID")
     lot = get_lot(session=session, lot_id=lot_id, for_update=True)
     accepted = []
     seen: set[str] = set()
@@ -333,24 +362,30 @@ def split(*, session: Session, actor: Actor, lot_id: str, request: SplitIn) -> l
         session.add(parcel)
         session.flush()
         lot.split_quantity += parcel_in.quantity
-        payload = build.split_event(
-            event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, sscc=sscc, quantity=parcel_in.quantity
-        )
+
+        def split_call(seq: int, h: str, p: Parcel = parcel) -> tuple[str, list[Any]]:
+            return "splitParcel", [lot.lot_id, seq, p.parcel_id, p.quantity, h]
+
         accepted.append(
             _append(
                 session=session,
                 lot=lot,
                 actor=actor,
                 step=Step.SPLIT,
-                payload=payload,
+                payload=lambda code=sscc, quantity=parcel_in.quantity: build.split_event(
+                    event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, sscc=code, quantity=quantity
+                ),
+                captured=captured,
                 parcel=parcel,
-                call=lambda seq, h, p=parcel: ("splitParcel", [lot.lot_id, seq, p.parcel_id, p.quantity, h]),
+                call=split_call,
             )
         )
     return accepted
 
 
-def attach_order(*, session: Session, actor: Actor, sscc: str, order: OrderIn) -> EventAccepted:
+def attach_order(
+    *, session: Session, actor: Actor, sscc: str, order: OrderIn, captured: Captured | None = None
+) -> EventAccepted:
     """Attaches the consumer order to a parcel (the lot's own enterprise)."""
     items = [
         {
@@ -370,6 +405,7 @@ def attach_order(*, session: Session, actor: Actor, sscc: str, order: OrderIn) -
         order_number=order.order_number,
         public=public,
         person=("consignee", order.consignee),
+        captured=captured,
         make_event=lambda person_commitment, document_commitment: build.order_event(
             event_time=_now(),
             sscc=sscc,
@@ -383,7 +419,9 @@ def attach_order(*, session: Session, actor: Actor, sscc: str, order: OrderIn) -
     )
 
 
-def attach_payment(*, session: Session, actor: Actor, sscc: str, payment: PaymentIn) -> EventAccepted:
+def attach_payment(
+    *, session: Session, actor: Actor, sscc: str, payment: PaymentIn, captured: Captured | None = None
+) -> EventAccepted:
     """Attaches the payment of the parcel's order (a payment institution)."""
     public = {
         "payment_number": payment.payment_number,
@@ -400,6 +438,7 @@ def attach_payment(*, session: Session, actor: Actor, sscc: str, payment: Paymen
         order_number=payment.order_number,
         public=public,
         person=("payer", payment.payer),
+        captured=captured,
         make_event=lambda person_commitment, document_commitment: build.payment_event(
             event_time=_now(),
             sscc=sscc,
@@ -413,7 +452,9 @@ def attach_payment(*, session: Session, actor: Actor, sscc: str, payment: Paymen
     )
 
 
-def attach_waybill(*, session: Session, actor: Actor, sscc: str, waybill: WaybillIn) -> EventAccepted:
+def attach_waybill(
+    *, session: Session, actor: Actor, sscc: str, waybill: WaybillIn, captured: Captured | None = None
+) -> EventAccepted:
     """Attaches the waybill that names the parcel (a carrier)."""
     public = {"waybill_number": waybill.waybill_number, "order_number": waybill.order_number, "sscc": sscc}
     return _attach_document(
@@ -425,6 +466,7 @@ def attach_waybill(*, session: Session, actor: Actor, sscc: str, waybill: Waybil
         order_number=waybill.order_number,
         public=public,
         person=("consignee", waybill.consignee),
+        captured=captured,
         make_event=lambda person_commitment, document_commitment: build.waybill_event(
             event_time=_now(),
             sscc=sscc,
@@ -436,7 +478,7 @@ def attach_waybill(*, session: Session, actor: Actor, sscc: str, waybill: Waybil
     )
 
 
-def release(*, session: Session, actor: Actor, sscc: str) -> EventAccepted:
+def release(*, session: Session, actor: Actor, sscc: str, captured: Captured | None = None) -> EventAccepted:
     """Releases a parcel from the bonded zone against its three matching documents (customs).
 
     Raises DocumentsMismatch (the three documents disagree), StepOutOfOrder or OverRelease.
@@ -460,44 +502,46 @@ def release(*, session: Session, actor: Actor, sscc: str) -> EventAccepted:
         raise DocumentsMismatch(sscc, problems)
     parcel.state = ParcelState.RELEASED
     lot.released_quantity += parcel.quantity
-    payload = build.customs_release_event(
-        event_time=_now(),
-        sscc=sscc,
-        order_number=documents["order"].number,
-        waybill_number=documents["waybill"].number,
-        release_number=f"{lot.declaration_number}/{parcel.index}",
-    )
     return _append(
+        captured=captured,
         session=session,
         lot=lot,
         actor=actor,
         step=Step.RELEASE,
-        payload=payload,
+        payload=lambda: build.customs_release_event(
+            event_time=_now(),
+            sscc=sscc,
+            order_number=documents["order"].number,
+            waybill_number=documents["waybill"].number,
+            release_number=f"{lot.declaration_number}/{parcel.index}",
+        ),
         parcel=parcel,
         call=lambda seq, h: ("releaseParcel", [parcel.parcel_id, seq, h]),
     )
 
 
-def record_delivery(*, session: Session, actor: Actor, sscc: str) -> EventAccepted:
+def record_delivery(*, session: Session, actor: Actor, sscc: str, captured: Captured | None = None) -> EventAccepted:
     """Records that a released parcel reached its consignee (a carrier)."""
     check_role(step=Step.DELIVERY, actor=actor.name, role=actor.role)
     parcel = get_parcel(session=session, sscc=sscc)
     lot = _lot_of(session, parcel, for_update=True)
     check_delivery(parcel_state=ParcelState(parcel.state), subject=f"parcel {sscc}")
     parcel.state = ParcelState.DELIVERED
-    payload = build.delivery_event(event_time=_now(), sscc=sscc)
     return _append(
+        captured=captured,
         session=session,
         lot=lot,
         actor=actor,
         step=Step.DELIVERY,
-        payload=payload,
+        payload=lambda: build.delivery_event(event_time=_now(), sscc=sscc),
         parcel=parcel,
         call=lambda seq, h: ("recordDelivery", [parcel.parcel_id, seq, h]),
     )
 
 
-def recall(*, session: Session, actor: Actor, lot_id: str, request: RecallIn) -> EventAccepted:
+def recall(
+    *, session: Session, actor: Actor, lot_id: str, request: RecallIn, captured: Captured | None = None
+) -> EventAccepted:
     """Recalls a lot and with it every parcel split from it (its enterprise or customs)."""
     check_role(step=Step.RECALL, actor=actor.name, role=actor.role)
     lot = get_lot(session=session, lot_id=lot_id, for_update=True)
@@ -505,13 +549,13 @@ def recall(*, session: Session, actor: Actor, lot_id: str, request: RecallIn) ->
         raise PermissionDenied(actor.name, actor.role, "the lot's own enterprise or customs")
     check_recall(recalled=lot.recalled, subject=_lot_name(lot))
     lot.recalled = True
-    payload = build.recall_event(event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, reason=request.reason)
     return _append(
+        captured=captured,
         session=session,
         lot=lot,
         actor=actor,
         step=Step.RECALL,
-        payload=payload,
+        payload=lambda: build.recall_event(event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, reason=request.reason),
         call=lambda seq, h: ("recall", [lot.lot_id, seq, h]),
     )
 
@@ -535,10 +579,13 @@ def match_documents(*, session: Session, lot: Lot, parcel: Parcel, documents: di
             f"paid {payment_public['amount']} {payment_public['currency']}, "
             f"the order totals {order_public['total']} {order_public['currency']}"
         )
+    # Documents captured as EPCIS events carry commitments only; who paid and who receives is then
+    # compared by whoever holds the personal data, not here (docs/epcis-mapping.md).
     consignee = _person(session, order, "consignee")
-    if not commitments.same_person(consignee, _person(session, payment, "payer")):
+    payer, receiver = _person(session, payment, "payer"), _person(session, waybill, "consignee")
+    if consignee and payer and not commitments.same_person(consignee, payer):
         problems.append("the payer is not the order's consignee")
-    if not commitments.same_person(consignee, _person(session, waybill, "consignee")):
+    if consignee and receiver and not commitments.same_person(consignee, receiver):
         problems.append("the waybill's consignee is not the order's consignee")
     ordered = sum(item["quantity"] for item in order_public["items"] if item["gtin"] == lot.gtin)
     if parcel.quantity > ordered:
@@ -567,8 +614,12 @@ def _attach_document(
     public: dict[str, Any],
     person: tuple[str, Person],
     make_event: Callable[[str, str], dict[str, Any]],
+    captured: Captured | None,
 ) -> EventAccepted:
-    """Stores a document (its personal data apart, behind salted commitments) and appends its event."""
+    """Stores a document (its personal data apart, behind salted commitments) and appends its event.
+
+    A captured document event brings its own commitments and no personal data.
+    """
     check_role(step=step, actor=actor.name, role=actor.role)
     sscc = identifiers.validate_sscc(sscc, pointer="/sscc")
     parcel = get_parcel(session=session, sscc=sscc)
@@ -582,11 +633,16 @@ def _attach_document(
         present=set(_documents(session, parcel)),
     )
     role, who = person
-    fields = {key: value for key, value in who.model_dump().items() if value is not None}
-    person_salt = commitments.new_salt()
-    person_commitment = commitments.document_commitment(fields, person_salt)
-    salt = commitments.new_salt()
-    document_commitment = commitments.document_commitment({**public, role: person_commitment}, salt)
+    fields: dict[str, str] = {}
+    salt = person_salt = None
+    if captured is not None and captured.commitments is not None:
+        person_commitment, document_commitment = captured.commitments
+    else:
+        fields = {key: value for key, value in who.model_dump().items() if value is not None}
+        person_salt = commitments.new_salt()
+        person_commitment = commitments.document_commitment(fields, person_salt)
+        salt = commitments.new_salt()
+        document_commitment = commitments.document_commitment({**public, role: person_commitment}, salt)
     assert parcel.id is not None
     document = Document(
         parcel_pk=parcel.id,
@@ -595,8 +651,8 @@ def _attach_document(
         order_number=order_number,
         public=json.dumps(public, sort_keys=True),
         commitment=document_commitment,
-        salt="0x" + salt.hex(),
-        person_salt="0x" + person_salt.hex(),
+        salt=None if salt is None else "0x" + salt.hex(),
+        person_salt=None if person_salt is None else "0x" + person_salt.hex(),
     )
     session.add(document)
     session.flush()
@@ -612,14 +668,14 @@ def _attach_document(
                 commitment=commitments.commit(value, field_salt),
             )
         )
-    payload = make_event(person_commitment, document_commitment)
     code = _DOCUMENT_CODE[step]
     return _append(
+        captured=captured,
         session=session,
         lot=lot,
         actor=actor,
         step=step,
-        payload=payload,
+        payload=lambda: make_event(person_commitment, document_commitment),
         parcel=parcel,
         call=lambda seq, h: ("attachDocument", [parcel.parcel_id, seq, code, document_commitment, h]),
     )
@@ -634,14 +690,20 @@ def _append(
     lot: Lot,
     actor: Actor,
     step: Step,
-    payload: dict[str, Any],
+    payload: Callable[[], dict[str, Any]],
     call: Callable[[int, str], tuple[str, list[Any]]],
+    captured: Captured | None,
     parcel: Parcel | None = None,
 ) -> EventAccepted:
-    """Appends an event to ``lot``'s chain with the next sequence number, as a pending outbox row."""
+    """Appends an event to ``lot``'s chain with the next sequence number, as a pending outbox row.
+
+    The event is the one a client captured, kept exactly as it came, or else ``payload()`` builds it.
+    """
     if actor.encrypted_key is None:
         raise SignatureRequired(actor.name)
-    hash_ = event_hash(payload)
+    event = captured.event if captured else payload()
+    context = captured.context if captured else None
+    hash_ = event_hash(event, context=context)
     seq = lot.next_seq
     lot.next_seq += 1
     function, args = call(seq, "0x" + event_hash_bytes(hash_).hex())
@@ -656,7 +718,8 @@ def _append(
             parcel_pk=parcel.id if parcel else None,
             step=step.value,
             actor_id=actor.id,
-            payload=json.dumps(payload, ensure_ascii=False),
+            payload=json.dumps(event, ensure_ascii=False),
+            context=None if context is None else json.dumps(context, ensure_ascii=False),
             event_hash=hash_,
             chain_function=function,
             chain_args=json.dumps(args),

@@ -34,6 +34,7 @@ class StoredEvent(Protocol):
 
     seq: int
     payload: str
+    context: str | None
     status: str
 
 
@@ -73,7 +74,8 @@ def compare_with_chain(events: Sequence[StoredEvent], recorded: Sequence[Recorde
     checks: list[EventCheck] = []
     for event in events:
         try:
-            event_id: str | None = event_hash(json.loads(event.payload))
+            context = json.loads(event.context) if event.context else None
+            event_id: str | None = event_hash(json.loads(event.payload), context=context)
         except (ValueError, TracerError) as exc:
             checks.append(EventCheck(event.seq, None, Status.TAMPERED, f"event {event.seq} cannot be read: {exc}"))
             on_chain.pop(event.seq, None)

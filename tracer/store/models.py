@@ -101,7 +101,7 @@ class Document(SQLModel, table=True):
     order_number: str = Field(max_length=64)
     public: str = Field(sa_column=Column(Text, nullable=False))  # JSON, no personal data
     commitment: str = Field(max_length=66)
-    salt: str = Field(max_length=66)
+    salt: str | None = Field(default=None, max_length=66)  # None for a captured event's own commitments
     # Salt of the person commitment the event carries; personal data, erased with the PersonalDatum rows.
     person_salt: str | None = Field(default=None, max_length=66)
     created_at: datetime = Field(default_factory=utcnow)
@@ -130,6 +130,8 @@ class Event(SQLModel, table=True):
     step: str = Field(max_length=32)
     actor_id: int = Field(foreign_key="actor.id")
     payload: str = Field(sa_column=Column(Text, nullable=False))  # the EPCIS event as captured, JSON
+    # The capture document's @context (JSON) when the event came through POST /capture; None: our own.
+    context: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     event_hash: str = Field(index=True, max_length=100)  # ni:///sha-256;<hex>?ver=CBV2.0
     chain_function: str = Field(max_length=64)
     chain_args: str = Field(sa_column=Column(Text, nullable=False))  # JSON list, bytes as 0x-hex
