@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -46,7 +47,7 @@ def problem(
     *,
     kind: str,
     errors: list[dict[str, str]] | None = None,
-    headers: dict[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
 ) -> JSONResponse:
     """A problem+json response."""
     body: dict[str, Any] = {"type": PROBLEM_TYPE_BASE + kind, "title": title, "status": status, "detail": detail}
@@ -63,7 +64,8 @@ def _tracer_error(_request: Request, exc: Exception) -> JSONResponse:
     elif isinstance(exc, DocumentsMismatch):
         errors = [{"pointer": "", "message": message} for message in exc.problems]
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-    title = type(exc).__doc__.strip().splitlines()[0] if type(exc).__doc__ else type(exc).__name__
+    doc = type(exc).__doc__
+    title = doc.strip().splitlines()[0] if doc else type(exc).__name__
     return problem(status, title, str(exc), kind=kind, errors=errors, headers=headers)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eth_utils import is_address, to_checksum_address
+from eth_utils.address import is_address, to_checksum_address
 from sqlmodel import Session, select
 
 from tracer.exceptions import AuthenticationFailed, DuplicateRecord, InvalidInput

@@ -363,6 +363,10 @@ def split(
         session.flush()
         lot.split_quantity += parcel_in.quantity
 
+        # Defaults bind this iteration's values (ruff B023); named functions so mypy can check them.
+        def split_payload(code: str = sscc, quantity: int = parcel_in.quantity) -> dict[str, Any]:
+            return build.split_event(event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, sscc=code, quantity=quantity)
+
         def split_call(seq: int, h: str, p: Parcel = parcel) -> tuple[str, list[Any]]:
             return "splitParcel", [lot.lot_id, seq, p.parcel_id, p.quantity, h]
 
@@ -372,9 +376,7 @@ def split(
                 lot=lot,
                 actor=actor,
                 step=Step.SPLIT,
-                payload=lambda code=sscc, quantity=parcel_in.quantity: build.split_event(
-                    event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, sscc=code, quantity=quantity
-                ),
+                payload=split_payload,
                 captured=captured,
                 parcel=parcel,
                 call=split_call,

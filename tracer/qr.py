@@ -7,11 +7,13 @@ import io
 import qrcode
 import qrcode.image.svg
 from qrcode.constants import ERROR_CORRECT_M
+from qrcode.image.pil import PilImage
 
 
-def _code(data: str) -> qrcode.QRCode:  # type: ignore[type-arg]
-    # Level M survives a scuffed label; the box size suits a phone camera at arm's length.
-    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=8, border=4)
+def _code(data: str) -> qrcode.QRCode[PilImage]:
+    # Level M survives a scuffed label; the box size suits a phone camera at arm's length. Pillow (the
+    # `qrcode[pil]` extra) is what qrcode picks by default anyway; naming it keeps `save(format=...)` valid.
+    code = qrcode.QRCode(error_correction=ERROR_CORRECT_M, box_size=8, border=4, image_factory=PilImage)
     code.add_data(data)
     code.make(fit=True)
     return code

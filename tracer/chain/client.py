@@ -20,19 +20,19 @@ import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
 from eth_abi import abi as eth_abi
-from eth_utils import (
+from eth_utils.abi import (
     event_abi_to_log_topic,
     function_abi_to_4byte_selector,
     get_abi_input_names,
     get_abi_input_types,
     get_abi_output_types,
-    keccak,
-    to_checksum_address,
 )
+from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
 from web3.exceptions import (
@@ -46,6 +46,7 @@ from tracer.exceptions import ChainError, ChainUnavailable, ConfigurationError, 
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
+    from eth_typing import ABIConstructor, ChecksumAddress
 
 #: ``ITraceRegistry.Step`` in declaration order: the on-chain ``step`` value is the index.
 STEP_NAMES: tuple[str, ...] = (
@@ -196,7 +197,7 @@ class ChainClient:
         deploy_block: int = 0,
     ) -> None:
         self._w3 = w3
-        self._address = to_checksum_address(address) if address else None
+        self._address: ChecksumAddress | None = to_checksum_address(address) if address else None
         self._abi: list[dict[str, Any]] | None = list(abi) if abi is not None else None
         self.deploy_block = deploy_block
         self._functions: dict[str, _Function] | None = None
@@ -238,7 +239,7 @@ class ChainClient:
         return redact_url(str(endpoint)) if endpoint else type(self._w3.provider).__name__
 
     @property
-    def address(self) -> str:
+    def address(self) -> ChecksumAddress:
         """The registry's checksummed address; ConfigurationError when there is none yet."""
         if self._address is None:
             raise ConfigurationError("no registry address: deploy one or set TRACER_REGISTRY_ADDRESS")
@@ -323,8 +324,8 @@ class ChainClient:
             abi = artifact.abi if abi is None else abi
         abi = list(abi)
         code = HexBytes(bytecode)
-        constructor = next((item for item in abi if item.get("type") == "constructor"), {"inputs": []})
-        ctor_args = eth_abi.encode(get_abi_input_types(constructor), [admin, customs_admin])
+        constructor: dict[str, Any] = next((item for item in abi if item.get("type") == "constructor"), {"inputs": []})
+        ctor_args = eth_abi.encode(get_abi_input_types(cast("ABIConstructor", constructor)), [admin, customs_admin])
         data = bytes(code) + ctor_args
         estimate = self._estimate(sender=deployer.address, to=None, data=data)
         tx_hash = self._send(sender=deployer, to=None, data=data, value=0, nonce=None, gas=estimate * 6 // 5)
@@ -333,7 +334,7 @@ class ChainClient:
             raise ChainError(f"deployment {tx_hash} created no contract")
         self._abi = abi
         self._functions = self._errors = None
-        self._address = receipt.contract_address
+        self._address = to_checksum_address(receipt.contract_address)  # already checksummed by web3; typed here
         self.deploy_block = receipt.block_number
         return receipt.contract_address, receipt.block_number
 
@@ -601,7 +602,7 @@ class ChainClient:
         }
         if to is not None:
             tx["to"] = to
-        signed = sender.sign_transaction(tx)  # type: ignore[arg-type]
+        signed = sender.sign_transaction(tx)
         try:
             with self._reverts(), self._rpc():
                 return HexBytes(self._w3.eth.send_raw_transaction(signed.raw_transaction)).to_0x_hex()
@@ -665,13 +666,14 @@ class ChainClient:
 
     def _error_table(self) -> dict[bytes, tuple[str, list[str], list[str]]]:
         if self._errors is None:
-            table = {}
+            table: dict[bytes, tuple[str, list[str], list[str]]] = {}
             for item in self.abi:
                 if item.get("type") == "error":
                     table[function_abi_to_4byte_selector(item)] = (  # type: ignore[arg-type]
                         item["name"],
                         list(get_abi_input_types(item)),  # type: ignore[arg-type]
-                        list(get_abi_input_names(item)),  # type: ignore[arg-type]
+                        # solc writes "" for an unnamed parameter; only a hand-written ABI omits the key (None).
+                        [name or "" for name in get_abi_input_names(item)],  # type: ignore[arg-type]
                     )
             self._errors = table
         return self._errors
