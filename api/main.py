@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
-from api.routes import actors, health, journey, scan
+from api.routes import actors, epcis, health, journey, scan
 from tracer import __version__
 from tracer.service import Service
 
@@ -37,5 +37,6 @@ def create_app(service: Service, *, run_writer: bool = True) -> FastAPI:
     app.include_router(health.router)
     app.include_router(actors.router)
     app.include_router(journey.router)
+    app.include_router(epcis.router)
     app.include_router(scan.router)
     return app

@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from tracer.capture import CaptureRejected
 from tracer.exceptions import (
     AuthenticationFailed,
     ChainUnavailable,
@@ -56,8 +57,24 @@ def problem(
     return JSONResponse(body, status_code=status, media_type="application/problem+json", headers=headers)
 
 
+def _status_of(exc: Exception) -> tuple[int, str]:
+    return next(((status, kind) for cls, status, kind in _STATUS if isinstance(exc, cls)), (500, "internal"))
+
+
+def _capture_rejected(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CaptureRejected)
+    status, kind = _status_of(exc.cause)
+    at = f"/epcisBody/eventList/{exc.index}"
+    pointer = getattr(exc.cause, "pointer", None) or ""
+    message = getattr(exc.cause, "message", None) or str(exc.cause)
+    if not pointer.startswith("/epcisBody"):
+        pointer = at + pointer
+    title = "The capture document breaks the bonded-import rules" if status in (409, 422) else "Capture refused"
+    return problem(status, title, str(exc), kind=kind, errors=[{"pointer": pointer, "message": message}])
+
+
 def _tracer_error(_request: Request, exc: Exception) -> JSONResponse:
-    status, kind = next(((status, kind) for cls, status, kind in _STATUS if isinstance(exc, cls)), (500, "internal"))
+    status, kind = _status_of(exc)
     errors = None
     if isinstance(exc, InvalidInput) and exc.pointer:
         errors = [{"pointer": exc.pointer, "message": exc.message}]
@@ -98,6 +115,7 @@ def _integrity_error(_request: Request, _exc: Exception) -> JSONResponse:
 def install(app: FastAPI) -> None:
     """Registers the error mapping on ``app``."""
     app.add_exception_handler(IntegrityError, _integrity_error)
+    app.add_exception_handler(CaptureRejected, _capture_rejected)
     app.add_exception_handler(TracerError, _tracer_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -3,6 +3,7 @@
 from tracer.store.database import create_db_engine, init_db
 from tracer.store.models import (
     Actor,
+    CaptureJob,
     ChainTask,
     Document,
     Event,
@@ -14,6 +15,7 @@ from tracer.store.models import (
 
 __all__ = [
     "Actor",
+    "CaptureJob",
     "ChainTask",
     "Document",
     "Event",

@@ -142,3 +142,15 @@ class Event(SQLModel, table=True):
     log_index: int | None = None
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class CaptureJob(SQLModel, table=True):
+    """An EPCIS capture: which events of a document were accepted, and why others were not."""
+
+    id: str = Field(primary_key=True, max_length=32)
+    actor_id: int = Field(foreign_key="actor.id", index=True)
+    error_behaviour: str = Field(max_length=16)
+    success: bool
+    errors: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of problems
+    event_ids: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of accepted eventIDs
+    created_at: datetime = Field(default_factory=utcnow)

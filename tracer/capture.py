@@ -1,0 +1,441 @@
+"""EPCIS 2.0 capture: a standard EPCISDocument becomes journey steps, through the same code path as the API.
+
+A warehouse system that speaks only EPCIS 2.0 posts its events; each is validated against the standard
+(event types, CBV bizSteps and dispositions, identifiers), recognised as a step of the bonded-import
+journey by its type, bizStep and business transactions (docs/epcis-mapping.md), and handed to
+``tracer.journey`` exactly as the journey endpoints do, with the event kept as captured. By default
+(``rollback``) one bad event refuses the whole document and nothing of it is stored; with ``proceed``
+the good events are kept and the bad ones listed in the capture job.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+from pydantic import BaseModel, ValidationError
+from sqlmodel import Session
+
+from tracer import identifiers, journey
+from tracer.epcis import vocabulary as vocab
+from tracer.exceptions import InvalidInput, TracerError
+from tracer.journey import Captured, EventAccepted
+from tracer.lifecycle import InspectionResult, Step
+from tracer.store.models import Actor, CaptureJob
+
+ROLLBACK, PROCEED = "rollback", "proceed"
+#: Events per capture document; advertised in the ``GS1-EPCIS-Capture-Limit`` header.
+CAPTURE_LIMIT = 500
+
+_OFFSET = re.compile(r"^[+-](0\d|1[0-4]):[0-5]\d$")
+_ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
+_ACTIONS = frozenset({"ADD", "OBSERVE", "DELETE"})
+_WITH_ACTION = frozenset({"ObjectEvent", "AggregationEvent", "TransactionEvent", "AssociationEvent"})
+
+
+class CaptureRejected(TracerError):
+    """An event of a capture document broke a rule; ``cause`` says which, ``index`` which event."""
+
+    def __init__(self, index: int, cause: TracerError) -> None:
+        self.index = index
+        self.cause = cause
+        super().__init__(f"event {index}: {cause}")
+
+
+@dataclass
+class CaptureResult:
+    """What a capture did: its job and the events it accepted."""
+
+    job: CaptureJob
+    accepted: list[EventAccepted] = field(default_factory=list)
+
+
+# -- validation against the standard ---------------------------------------------------------------------
+
+
+def validate_document(document: Any, *, limit: int = CAPTURE_LIMIT) -> list[dict[str, Any]]:
+    """The events of an EPCISDocument, or InvalidInput naming the first malformed field (JSON pointer)."""
+    if not isinstance(document, dict):
+        raise InvalidInput("the body must be a JSON object (an EPCISDocument)", pointer="")
+    if document.get("type") != "EPCISDocument":
+        raise InvalidInput("must be EPCISDocument", pointer="/type")
+    if "@context" not in document:
+        raise InvalidInput("an EPCIS 2.0 JSON-LD document needs its @context", pointer="/@context")
+    body = document.get("epcisBody")
+    events = body.get("eventList") if isinstance(body, dict) else None
+    if not isinstance(events, list):
+        raise InvalidInput("must be a list of events", pointer="/epcisBody/eventList")
+    if len(events) > limit:
+        raise InvalidInput(f"{len(events)} events; at most {limit} per document", pointer="/epcisBody/eventList")
+    for index, event in enumerate(events):
+        _validate_event(event, f"/epcisBody/eventList/{index}")
+    return events
+
+
+def _validate_event(event: Any, at: str) -> None:
+    if not isinstance(event, dict):
+        raise InvalidInput("an event must be a JSON object", pointer=at)
+    kind = event.get("type")
+    if kind not in vocab.EVENT_TYPES:
+        raise InvalidInput(
+            f"unknown event type {kind!r}; one of {', '.join(sorted(vocab.EVENT_TYPES))}", pointer=at + "/type"
+        )
+    _require_time(event.get("eventTime"), at + "/eventTime")
+    offset = event.get("eventTimeZoneOffset")
+    if not isinstance(offset, str) or not _OFFSET.match(offset):
+        raise InvalidInput("must be a time zone offset like +08:00", pointer=at + "/eventTimeZoneOffset")
+    if kind in _WITH_ACTION and event.get("action") not in _ACTIONS:
+        raise InvalidInput("must be ADD, OBSERVE or DELETE", pointer=at + "/action")
+    for name, check in (("bizStep", vocab.is_cbv_bizstep), ("disposition", vocab.is_cbv_disposition)):
+        value = event.get(name)
+        if value is not None and not check(value) and not (isinstance(value, str) and _is_uri(value)):
+            raise InvalidInput(f"{value!r} is not a CBV 2.0 {name} nor an absolute URI", pointer=f"{at}/{name}")
+    for name in ("epcList", "childEPCs", "inputEPCList", "outputEPCList"):
+        for position, epc in enumerate(event.get(name) or []):
+            if not isinstance(epc, str) or not _is_uri(epc):
+                raise InvalidInput("must be an EPC URN or a Digital Link URI", pointer=f"{at}/{name}/{position}")
+    for name in ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList"):
+        for position, element in enumerate(event.get(name) or []):
+            where = f"{at}/{name}/{position}"
+            if not isinstance(element, dict) or not isinstance(element.get("epcClass"), str):
+                raise InvalidInput("a quantity element needs an epcClass", pointer=where + "/epcClass")
+            quantity = element.get("quantity")
+            if quantity is not None and (isinstance(quantity, bool) or not isinstance(quantity, int | float)):
+                raise InvalidInput("must be a number", pointer=where + "/quantity")
+
+
+def _require_time(value: Any, pointer: str) -> None:
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise InvalidInput("must be an ISO 8601 date-time with a time zone", pointer=pointer)
+
+
+def _is_uri(value: str) -> bool:
+    return bool(_ABSOLUTE_URI.match(value))
+
+
+# -- recognising the journey step -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """Reads one captured event, resolving our extension fields through the document's @context."""
+
+    event: dict[str, Any]
+    prefixes: Mapping[str, str]
+    at: str
+
+    def ext(self, name: str, within: Mapping[str, Any] | None = None) -> Any:
+        """Our extension field ``name`` (``tracer:name`` or any prefix the document binds to our namespace),
+        of the event or of a nested object ``within`` it."""
+        for key, value in (self.event if within is None else within).items():
+            prefix, sep, local = key.partition(":")
+            if (
+                sep
+                and local == name
+                and (self.prefixes.get(prefix) == vocab.TRACER_NS or key == vocab.TRACER_NS + name)
+            ):
+                return value
+        return None
+
+    def transactions(self) -> dict[str, str]:
+        """The event's business transactions by type URI, their ids unwrapped from ``urn:tracer:{kind}:``."""
+        found = {}
+        for entry in self.event.get("bizTransactionList") or []:
+            if isinstance(entry, dict) and isinstance(entry.get("bizTransaction"), str):
+                value = entry["bizTransaction"]
+                parts = value.split(":", 3)
+                if len(parts) == 4 and parts[:2] == ["urn", "tracer"]:
+                    value = unquote(parts[3])
+                found[str(entry.get("type", ""))] = value
+        return found
+
+    def bare(self, name: str) -> str | None:
+        value = self.event.get(name)
+        if not isinstance(value, str):
+            return None
+        return value.rsplit("-", 1)[-1] if value.startswith("https://ref.gs1.org/cbv/") else value
+
+    def lot(self, list_name: str = "quantityList") -> identifiers.LotRef:
+        elements = self.event.get(list_name) or []
+        if not elements:
+            raise InvalidInput("names no lot (a quantity element with a lot class)", pointer=f"{self.at}/{list_name}")
+        ref = _parse_id(elements[0]["epcClass"], f"{self.at}/{list_name}/0/epcClass")
+        if not isinstance(ref, identifiers.LotRef):
+            raise InvalidInput("must be a lot class (GTIN and lot number)", pointer=f"{self.at}/{list_name}/0/epcClass")
+        return ref
+
+    def quantity(self, list_name: str = "quantityList") -> Any:
+        elements = self.event.get(list_name) or []
+        return elements[0].get("quantity") if elements else None
+
+    def parcel(self, name: str = "epcList") -> str:
+        value = self.event.get(name)
+        epc = value[0] if isinstance(value, list) and value else value
+        ref = _parse_id(epc, f"{self.at}/{name}") if isinstance(epc, str) else None
+        if not isinstance(ref, identifiers.ParcelRef):
+            raise InvalidInput("must name one parcel (SSCC)", pointer=f"{self.at}/{name}")
+        return ref.sscc
+
+    def location(self, name: str) -> Any:
+        value = self.event.get(name)
+        return value.get("id") if isinstance(value, dict) else None
+
+
+def _parse_id(value: str, pointer: str) -> identifiers.LotRef | identifiers.ParcelRef | identifiers.UnitRef:
+    try:
+        return identifiers.parse_digital_link_uri(value)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{value!r}: {exc.message}", pointer=pointer) from exc
+
+
+def _model(model: type[BaseModel], data: dict[str, Any], at: str) -> Any:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field_name = "/".join(str(part) for part in error.get("loc", ()))
+        raise InvalidInput(f"{field_name}: {error.get('msg')}", pointer=at) from exc
+
+
+_Apply = Callable[[Session, Actor, Captured], EventAccepted | list[EventAccepted]]
+
+
+def interpret(event: dict[str, Any], *, prefixes: Mapping[str, str], at: str) -> tuple[Step, _Apply]:
+    """The journey step an event is, and how to apply it; InvalidInput when it is none or lacks a field."""
+    read = _Reader(event, prefixes, at)
+    kind, biz_step, btt = event["type"], read.bare("bizStep"), read.transactions()
+    if kind == "TransactionEvent" and vocab.BTT_DECLARATION in btt:
+        ref = read.lot()
+        declaration = _model(
+            journey.DeclarationIn,
+            {
+                "gtin": ref.gtin,
+                "lot": ref.lot,
+                "quantity": read.quantity(),
+                "declaration_number": btt[vocab.BTT_DECLARATION],
+                "product_name": read.ext("productName"),
+                "hs_code": read.ext("hsCode"),
+                "origin_country": read.ext("originCountry"),
+                "manufacturer": read.ext("manufacturer"),
+                "expiry": read.ext("itemExpirationDate"),
+            },
+            at,
+        )
+        return Step.DECLARATION, lambda s, a, c: journey.declare(
+            session=s, actor=a, declaration=declaration, captured=c
+        )
+    if kind == "TransactionEvent" and (documents := _document_step(read, btt)) is not None:
+        return documents
+    if kind == "AggregationEvent" and biz_step == "packing":
+        ref = read.lot("childQuantityList")
+        request = _model(
+            journey.SplitIn,
+            {"parcels": [{"sscc": read.parcel("parentID"), "quantity": read.quantity("childQuantityList")}]},
+            at,
+        )
+        return Step.SPLIT, lambda s, a, c: journey.split(
+            session=s, actor=a, lot_id=_lot_id(ref), request=request, captured=c
+        )
+    if kind == "ObjectEvent":
+        return _object_step(read, biz_step, btt)
+    raise InvalidInput(
+        f"a {kind} with bizStep {event.get('bizStep')!r} is not a step of the bonded-import journey "
+        "(docs/epcis-mapping.md lists them)",
+        pointer=at,
+    )
+
+
+def _object_step(read: _Reader, biz_step: str | None, btt: dict[str, str]) -> tuple[Step, _Apply]:
+    at = read.at
+    if biz_step == "receiving":
+        ref = read.lot()
+        entry = _model(
+            journey.EntryIn, {"counted_quantity": read.quantity(), "biz_location": read.location("bizLocation")}, at
+        )
+        return Step.ENTRY, lambda s, a, c: journey.record_entry(
+            session=s, actor=a, lot_id=_lot_id(ref), entry=entry, captured=c
+        )
+    if biz_step == "inspecting":
+        ref = read.lot()
+        disposition = read.bare("disposition")
+        result = (
+            InspectionResult.NON_CONFORMANT
+            if disposition == "non_conformant"
+            else InspectionResult.SAMPLED
+            if read.ext("sampled") is True
+            else InspectionResult.CONFORMANT
+        )
+        inspection = journey.InspectionIn(result=result)
+        return Step.INSPECTION, lambda s, a, c: journey.record_inspection(
+            session=s, actor=a, lot_id=_lot_id(ref), inspection=inspection, captured=c
+        )
+    if biz_step == "storing":
+        ref = read.lot()
+        storage = _model(journey.StorageIn, {"storage_location": read.location("bizLocation")}, at)
+        return Step.STORAGE, lambda s, a, c: journey.record_storage(
+            session=s, actor=a, lot_id=_lot_id(ref), storage=storage, captured=c
+        )
+    if biz_step == "departing" and vocab.BTT_CUSTOMS_RELEASE in btt:
+        sscc = read.parcel()
+        return Step.RELEASE, lambda s, a, c: journey.release(session=s, actor=a, sscc=sscc, captured=c)
+    if biz_step == "accepting":
+        sscc = read.parcel()
+        return Step.DELIVERY, lambda s, a, c: journey.record_delivery(session=s, actor=a, sscc=sscc, captured=c)
+    if biz_step == "holding" and read.bare("disposition") == "recalled":
+        ref = read.lot()
+        recall = _model(journey.RecallIn, {"reason": read.ext("reason") or "recall"}, at)
+        return Step.RECALL, lambda s, a, c: journey.recall(
+            session=s, actor=a, lot_id=_lot_id(ref), request=recall, captured=c
+        )
+    raise InvalidInput(
+        f"an ObjectEvent with bizStep {read.event.get('bizStep')!r} is not a step of the bonded-import journey "
+        "(docs/epcis-mapping.md lists them)",
+        pointer=at,
+    )
+
+
+def _document_step(read: _Reader, btt: dict[str, str]) -> tuple[Step, _Apply] | None:
+    """An order, payment or waybill event: its commitments come with it, its people do not."""
+    at = read.at
+    found = next(((step, uri, person) for step, uri, person in _DOCUMENT_KINDS if uri in btt), None)
+    if found is None:
+        return None
+    step, type_uri, person_field = found
+    sscc = read.parcel()
+    person, document = read.ext(person_field), read.ext("documentCommitment")
+    for name, value in ((person_field, person), ("documentCommitment", document)):
+        if not (isinstance(value, str) and re.fullmatch(r"0x[0-9a-f]{64}", value)):
+            raise InvalidInput(f"tracer:{name} must be a salted commitment (0x + 64 hex)", pointer=at)
+    commitments = (person, document)
+    order_number = btt.get(vocab.BTT_ORDER, "")
+    model: type[BaseModel]
+    if step is Step.ORDER:
+        items = [
+            {
+                "gtin": read.ext("gtin", i),
+                "quantity": read.ext("quantity", i),
+                "unit_price": read.ext("unitPrice", i),
+            }
+            for i in read.ext("items") or []
+            if isinstance(i, dict)
+        ]
+        data = {
+            "order_number": btt[type_uri],
+            "items": items,
+            "total": read.ext("orderTotal"),
+            "currency": read.ext("currency") or "CNY",
+        }
+        model = journey.OrderIn
+    elif step is Step.PAYMENT:
+        data = {
+            "payment_number": btt[type_uri],
+            "order_number": order_number,
+            "amount": read.ext("paidAmount"),
+            "currency": read.ext("currency") or "CNY",
+        }
+        model = journey.PaymentIn
+    else:
+        data = {"waybill_number": btt[type_uri], "order_number": order_number}
+        model = journey.WaybillIn
+    request = _model_without_person(model, data, at)
+    apply = _DOCUMENT_APPLY[step]
+    return step, lambda s, a, c: apply(s, a, sscc, request, Captured(c.event, c.context, commitments))
+
+
+# A payment and a waybill name their order too: the most specific business transaction decides.
+_DOCUMENT_KINDS = (
+    (Step.PAYMENT, vocab.BTT_PAYMENT, "payerCommitment"),
+    (Step.WAYBILL, vocab.BTT_WAYBILL, "consigneeCommitment"),
+    (Step.ORDER, vocab.BTT_ORDER, "consigneeCommitment"),
+)
+
+
+def _model_without_person(model: type[BaseModel], data: dict[str, Any], at: str) -> BaseModel:
+    """The document request without its person: a captured document carries commitments, not people."""
+    person_field = next(name for name in ("consignee", "payer") if name in model.model_fields)
+    placeholder = {"name": "-", "id_number": "-"}
+    validated = _model(model, {**data, person_field: placeholder}, at)
+    return validated  # type: ignore[no-any-return]
+
+
+_DOCUMENT_APPLY: dict[Step, Callable[[Session, Actor, str, Any, Captured], EventAccepted]] = {
+    Step.ORDER: lambda s, a, sscc, r, c: journey.attach_order(session=s, actor=a, sscc=sscc, order=r, captured=c),
+    Step.PAYMENT: lambda s, a, sscc, r, c: journey.attach_payment(session=s, actor=a, sscc=sscc, payment=r, captured=c),
+    Step.WAYBILL: lambda s, a, sscc, r, c: journey.attach_waybill(session=s, actor=a, sscc=sscc, waybill=r, captured=c),
+}
+
+
+def _lot_id(ref: identifiers.LotRef) -> str:
+    return "0x" + identifiers.lot_id(ref.gtin, ref.lot).hex()
+
+
+def context_prefixes(context: Any) -> dict[str, str]:
+    """The namespace prefixes a document's @context binds (``{"tracer": "https://ns.tracer.dev/epcis/"}``)."""
+    entries = context if isinstance(context, list) else [context]
+    return {k: v for entry in entries if isinstance(entry, dict) for k, v in entry.items() if isinstance(v, str)}
+
+
+# -- the capture ------------------------------------------------------------------------------------------
+
+
+def capture(
+    *, session: Session, actor: Actor, document: Any, error_behaviour: str = ROLLBACK, limit: int = CAPTURE_LIMIT
+) -> CaptureResult:
+    """Validates and applies a capture document in the caller's transaction (the caller commits).
+
+    ``rollback``: the first bad event raises CaptureRejected (or InvalidInput for a malformed document)
+    and nothing is applied. ``proceed``: bad events are skipped and listed in the job's errors.
+    """
+    if error_behaviour not in (ROLLBACK, PROCEED):
+        raise InvalidInput("must be rollback or proceed", pointer="/GS1-Capture-Error-Behaviour")
+    events = validate_document(document, limit=limit)
+    context = document["@context"]
+    prefixes = context_prefixes(context)
+    accepted: list[EventAccepted] = []
+    errors: list[dict[str, Any]] = []
+    for index, event in enumerate(events):
+        at = f"/epcisBody/eventList/{index}"
+        try:
+            with session.begin_nested():
+                _, apply = interpret(event, prefixes=prefixes, at=at)
+                result = apply(session, actor, Captured(event, context))
+        except TracerError as exc:
+            if error_behaviour == ROLLBACK:
+                raise CaptureRejected(index, exc) from exc
+            errors.append({"eventIndex": index, "type": type(exc).__name__, "detail": str(exc)})
+            continue
+        accepted.extend(result if isinstance(result, list) else [result])
+    job = CaptureJob(
+        id=uuid.uuid4().hex,
+        actor_id=actor.id or 0,
+        error_behaviour=error_behaviour,
+        success=not errors,
+        errors=json.dumps(errors, ensure_ascii=False),
+        event_ids=json.dumps([a.event_id for a in accepted]),
+    )
+    session.add(job)
+    return CaptureResult(job=job, accepted=accepted)
+
+
+def job_public(job: CaptureJob) -> dict[str, Any]:
+    """The EPCIS 2.0 CaptureJob of ``job``."""
+    return {
+        "captureID": job.id,
+        "createdAt": job.created_at.isoformat().replace("+00:00", "Z"),
+        "finishedAt": job.created_at.isoformat().replace("+00:00", "Z"),
+        "running": False,
+        "success": job.success,
+        "captureErrorBehaviour": job.error_behaviour,
+        "errors": json.loads(job.errors),
+        "tracer:eventIDs": json.loads(job.event_ids),
+    }
