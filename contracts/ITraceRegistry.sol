@@ -23,7 +23,8 @@ interface ITraceRegistry {
         Entered,
         Cleared,
         Held,
-        Stored
+        Stored,
+        Closed
     }
 
     /// @notice Where a parcel stands after it was split off its lot.
@@ -58,7 +59,33 @@ interface ITraceRegistry {
         DocumentAttached,
         Released,
         Delivered,
-        Recalled
+        Recalled,
+        Observed,
+        ClearedByRule,
+        ManifestReleased,
+        Returned,
+        Destroyed,
+        HoldLifted
+    }
+
+    /// @notice What an operation of a signed batch does (`SignedOp.action`); each mirrors a direct function.
+    enum Action {
+        Declare,
+        Entry,
+        Inspection,
+        Storage,
+        Split,
+        Document,
+        Release,
+        Delivery,
+        Recall,
+        Observe
+    }
+
+    /// @notice How customs disposes of non-conformant goods.
+    enum Disposal {
+        Returned,
+        Destroyed
     }
 
     /// @notice A lot's ledger. `receivedQuantity` differing from `declaredQuantity` is the entry discrepancy.
@@ -84,6 +111,78 @@ interface ITraceRegistry {
         uint8 documents;
     }
 
+    /// @notice One event of a signed batch (EIP-712 type `Op`). Field use per action:
+    /// Declare: amount = declared quantity; Entry: amount = counted quantity; Inspection: amount = result;
+    /// Split: subject = parcel id, amount = quantity; Document: subject = parcel id, amount = kind,
+    /// data = commitment; Release, Delivery: subject = parcel id; Observe: subject = the lot or one of its parcels.
+    /// Unused fields are ignored (sign them as zero).
+    struct SignedOp {
+        uint8 action;
+        bytes32 subject;
+        uint64 amount;
+        bytes32 data;
+        bytes32 eventHash;
+    }
+
+    /// @notice Consecutive events of one lot in a signed batch (EIP-712 type `LotOps`): op i takes sequence
+    /// number `seq + i`.
+    struct LotOps {
+        bytes32 lotId;
+        uint64 seq;
+        SignedOp[] ops;
+    }
+
+    /// @notice A batch of one actor's events, signed by that actor (EIP-712 primary type `Batch`).
+    struct Batch {
+        address signer;
+        uint64 deadline;
+        LotOps[] lots;
+    }
+
+    /// @notice One lot's part of a release manifest: parcels by their index bits, `words[i]` covering indices
+    /// `256 * (firstWord + i)` to `256 * (firstWord + i) + 255` (bit j = index 256 * word + j).
+    struct ManifestLot {
+        bytes32 lotId;
+        uint64 seq;
+        uint64 quantity;
+        uint32 firstWord;
+        uint256[] words;
+        bytes32 eventHash;
+    }
+
+    /// @notice A leaf of a release manifest's Merkle tree: the parcel and the salted commitments of its order,
+    /// payment and waybill (StandardMerkleTree leaf types
+    /// `["bytes32","bytes32","uint32","uint64","bytes32","bytes32","bytes32"]`).
+    struct ReleaseRecord {
+        bytes32 parcelId;
+        bytes32 lotId;
+        uint32 index;
+        uint64 quantity;
+        bytes32 order;
+        bytes32 payment;
+        bytes32 waybill;
+    }
+
+    /// @notice A lot's quantity ledger: released + destroyed + returned + remaining = received.
+    struct Ledger {
+        uint64 declared;
+        uint64 received;
+        uint64 split;
+        uint64 released;
+        uint64 destroyed;
+        uint64 returned;
+        uint64 remaining;
+        uint8 riskRange;
+    }
+
+    /// @notice A range of HS codes (10-digit numbers, inclusive) that customs marks low risk for enterprises
+    /// of at least `minCreditLevel`; `hsTo == 0` once revoked.
+    struct LowRiskRange {
+        uint40 hsFrom;
+        uint40 hsTo;
+        uint8 minCreditLevel;
+    }
+
     /// @notice An event was recorded on the chain of `lotId` at position `seq` by `author`.
     /// @param subject The lot id for lot steps, the parcel id for parcel steps.
     event EventRecorded(
@@ -95,6 +194,24 @@ interface ITraceRegistry {
         bytes32 eventHash,
         bytes32 head
     );
+
+    /// @notice Events of a re-sent signed batch that the lot's chain already holds (nothing was written again).
+    event EventsAlreadyRecorded(bytes32 indexed lotId, uint64 seq, uint64 count);
+
+    /// @notice Customs released parcels of `lots` lots under the manifest whose release records have `root`.
+    event ManifestRecorded(bytes32 indexed root, address indexed author, uint256 lots);
+
+    /// @notice Customs set an enterprise's AEO credit level.
+    event CreditLevelSet(address indexed enterprise, uint8 level, address indexed author);
+
+    /// @notice Customs marked a range of HS codes low risk.
+    event LowRiskRangeAdded(uint8 indexed rangeId, uint40 hsFrom, uint40 hsTo, uint8 minCreditLevel, address author);
+
+    /// @notice Customs revoked a low-risk range; lots declared under it need an inspection again.
+    event LowRiskRangeRevoked(uint8 indexed rangeId, address author);
+
+    /// @notice A lot was declared with its HS code under a low-risk range.
+    event LotClassified(bytes32 indexed lotId, uint40 hsCode, uint8 rangeId);
 
     /// @notice A lot id that is already declared.
     error TraceRegistryLotExists(bytes32 lotId);
@@ -122,6 +239,37 @@ interface ITraceRegistry {
     error TraceRegistryNotLotEnterprise(bytes32 lotId, address account);
     /// @notice A step on a recalled lot that a recall forbids.
     error TraceRegistryLotRecalled(bytes32 lotId);
+
+    /// @notice A signature that does not recover to the batch's signer (`recovered` is zero if malformed).
+    error TraceRegistryInvalidSignature(address signer, address recovered);
+    /// @notice A signed batch submitted after its deadline.
+    error TraceRegistrySignatureExpired(uint64 deadline, uint256 timestamp);
+    /// @notice A signed operation with an action that does not exist.
+    error TraceRegistryUnknownAction(uint8 action);
+    /// @notice A parcel named in an operation on another lot.
+    error TraceRegistryParcelNotInLot(bytes32 parcelId, bytes32 lotId);
+    /// @notice Parcels (the `bits` of bitmap `word`) that are released already.
+    error TraceRegistryAlreadyReleased(bytes32 lotId, uint256 word, uint256 bits);
+    /// @notice A manifest bit for a parcel index that was never split off the lot.
+    error TraceRegistryUnknownParcelIndex(bytes32 lotId, uint256 index, uint32 parcelCount);
+    /// @notice A manifest quantity below its number of parcels (every parcel holds at least one unit).
+    error TraceRegistryQuantityBelowParcels(bytes32 lotId, uint64 quantity, uint256 parcels);
+    /// @notice A manifest root that was recorded before (or zero).
+    error TraceRegistryManifestExists(bytes32 root);
+    /// @notice A return or destruction above what is left of the lot in bond and not split off.
+    error TraceRegistryOverDisposal(bytes32 lotId, uint64 requested, uint64 available);
+    /// @notice A lot that is not declared under an active low-risk range.
+    error TraceRegistryNotLowRisk(bytes32 lotId, uint8 rangeId);
+    /// @notice A declared HS code outside the low-risk range claimed for it (or the range is not active).
+    error TraceRegistryHsCodeOutOfRange(uint40 hsCode, uint8 rangeId);
+    /// @notice An enterprise whose AEO credit level is below what the low-risk range requires.
+    error TraceRegistryCreditTooLow(address enterprise, uint8 level, uint8 required);
+    /// @notice A rule-based clearance of a lot whose entry count differs from its declaration.
+    error TraceRegistryEntryDiscrepancy(bytes32 lotId, uint64 declared, uint64 received);
+    /// @notice A low-risk range with `hsFrom > hsTo` or `hsTo == 0`, or a minimum credit level of zero.
+    error TraceRegistryInvalidRange(uint40 hsFrom, uint40 hsTo, uint8 minCreditLevel);
+    /// @notice No more low-risk range ids (at most 255).
+    error TraceRegistryTooManyRanges();
 
     /// @notice Declares a new lot (enterprise). Its event is sequence 0.
     function declareLot(bytes32 lotId, uint64 declaredQuantity, bytes32 eventHash) external;
@@ -157,6 +305,56 @@ interface ITraceRegistry {
     /// @notice Recalls a lot and so every parcel split from it (the lot's enterprise or customs).
     function recall(bytes32 lotId, uint64 seq, bytes32 eventHash) external;
 
+    /// @notice Records a batch of events signed by one actor (EIP-712), submitted by any relayer. Each event is
+    /// checked as the direct function would check it from the signer, and logged with the signer as author.
+    /// A group already on chain (its `seq` below the lot's next one) is skipped when `priorHeads[g]` (the
+    /// lot's head before the group, 0 before sequence 0) folds over its event hashes into the lot's current
+    /// head; otherwise it reverts with {TraceRegistrySequenceMismatch}. `priorHeads` may be empty.
+    /// @return recorded The number of events written (skipped groups not counted).
+    function recordSigned(
+        Batch calldata batch,
+        bytes calldata signature,
+        bytes32[] calldata priorHeads
+    ) external returns (uint256 recorded);
+
+    /// @notice Records an observation (a WMS count, picking, a temperature log, a transit scan) on a lot's chain
+    /// without changing its state (warehouse, carrier or customs). `subject` is the lot or one of its parcels.
+    function recordObservation(bytes32 lotId, uint64 seq, bytes32 subject, bytes32 eventHash) external;
+
+    /// @notice Declares a new lot (enterprise) with its HS code under low-risk range `rangeId`.
+    function declareLotClassified(
+        bytes32 lotId,
+        uint64 declaredQuantity,
+        uint40 hsCode,
+        uint8 rangeId,
+        bytes32 eventHash
+    ) external;
+
+    /// @notice Clears an entered lot without inspection by the low-risk rule (warehouse): the lot was declared
+    /// under a still active range, its enterprise's credit level meets the range and the count matches.
+    function clearByRule(bytes32 lotId, uint64 seq, bytes32 eventHash) external;
+
+    /// @notice Sets an enterprise's AEO credit level (customs); 0 means not rated.
+    function setCreditLevel(address enterprise, uint8 level) external;
+
+    /// @notice Marks HS codes `hsFrom..hsTo` low risk for enterprises of at least `minCreditLevel` (customs).
+    function addLowRiskRange(uint40 hsFrom, uint40 hsTo, uint8 minCreditLevel) external returns (uint8 rangeId);
+
+    /// @notice Revokes a low-risk range (customs).
+    function revokeLowRiskRange(uint8 rangeId) external;
+
+    /// @notice Returns or destroys `quantity` units of a held or stored lot that are not split off (customs);
+    /// a held lot with nothing left is closed.
+    function recordDisposal(bytes32 lotId, uint64 seq, Disposal kind, uint64 quantity, bytes32 eventHash) external;
+
+    /// @notice Lifts the hold of a held lot after its non-conformant part was disposed of (customs): cleared.
+    function liftHold(bytes32 lotId, uint64 seq, bytes32 eventHash) external;
+
+    /// @notice Releases many parcels of many lots at once (customs): marks their index bits, writes each lot's
+    /// `quantity` off its balance, logs one event per lot with `root` as subject and records `root`, the Merkle
+    /// root of the parcels' {ReleaseRecord}s.
+    function releaseManifest(bytes32 root, ManifestLot[] calldata lots) external;
+
     /// @notice Stops every write until `unpause` (admin); reads go on.
     function pause() external;
 
@@ -174,4 +372,36 @@ interface ITraceRegistry {
 
     /// @notice The salted commitment of a parcel's document of `kind` (zero while none is attached).
     function getDocument(bytes32 parcelId, DocumentKind kind) external view returns (bytes32);
+
+    /// @notice The full quantity ledger of a lot (all zero for an unknown lot).
+    function getLedger(bytes32 lotId) external view returns (Ledger memory);
+
+    /// @notice Word `word` of a lot's release bitmap (bit j set: parcel index 256 * word + j is released).
+    function releasedWord(bytes32 lotId, uint256 word) external view returns (uint256);
+
+    /// @notice The block in which manifest `root` was recorded (0 if never).
+    function manifestBlock(bytes32 root) external view returns (uint256);
+
+    /// @notice Whether `record` is a leaf of recorded manifest `root` (checked with `proof`) and describes a
+    /// parcel released on chain (same lot, index and quantity).
+    function verifyRelease(
+        bytes32 root,
+        ReleaseRecord calldata record,
+        bytes32[] calldata proof
+    ) external view returns (bool);
+
+    /// @notice Whether the lot's events from `seq` on are exactly `eventHashes`, given its head before `seq`
+    /// (`priorHead`): a re-sent event is recognised by folding the hash chain, without a slot per event.
+    function isRecorded(
+        bytes32 lotId,
+        uint64 seq,
+        bytes32 priorHead,
+        bytes32[] calldata eventHashes
+    ) external view returns (bool);
+
+    /// @notice An enterprise's AEO credit level.
+    function creditLevel(address enterprise) external view returns (uint8);
+
+    /// @notice A low-risk range (all zero if unknown or revoked: `hsTo == 0`).
+    function lowRiskRange(uint8 rangeId) external view returns (LowRiskRange memory);
 }

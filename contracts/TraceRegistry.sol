@@ -2,20 +2,25 @@
 pragma solidity 0.8.30;
 
 import {AccessControl} from "@openzeppelin/contracts/access/AccessControl.sol";
+import {ECDSA} from "@openzeppelin/contracts/utils/cryptography/ECDSA.sol";
+import {EIP712} from "@openzeppelin/contracts/utils/cryptography/EIP712.sol";
+import {MerkleProof} from "@openzeppelin/contracts/utils/cryptography/MerkleProof.sol";
 import {Pausable} from "@openzeppelin/contracts/utils/Pausable.sol";
 
 import {ITraceRegistry} from "./ITraceRegistry.sol";
 
 /**
  * @title TraceRegistry
- * @notice Registry v1 of bonded-import goods lots: enforces the journey's state machine and quantity ledger
- * (declared, received, split, released), keeps one hash chain per lot and records every step as an
- * {EventRecorded} log authored by the account that sent it.
+ * @notice Registry v2 of bonded-import goods lots: enforces the journey's state machine and quantity ledger
+ * (declared, received, split, released, destroyed, returned), keeps one hash chain per lot and records every
+ * step as an {EventRecorded} log authored by the account that sent it, or that signed it (EIP-712 batches
+ * relayed by any account), releases parcels by manifests (bitmaps and a Merkle root of release records) and
+ * clears low-risk lots by rule.
  *
  * Roles: the platform admin holds DEFAULT_ADMIN_ROLE (pause, role admin of CUSTOMS_ADMIN_ROLE and of the
  * business roles); the customs admin holds CUSTOMS_ADMIN_ROLE and is the only role admin of CUSTOMS_ROLE.
  */
-contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
+contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
     /// @notice Enterprises declare lots, attach orders and recall their own lots.
     bytes32 public constant ENTERPRISE_ROLE = keccak256("enterprise");
     /// @notice Bonded warehouses record entry counts, storage and splits.
@@ -29,16 +34,35 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
     /// @notice The role admin of CUSTOMS_ROLE.
     bytes32 public constant CUSTOMS_ADMIN_ROLE = keccak256("customs_admin");
 
-    uint8 private constant _ALL_DOCUMENTS = 0x07;
+    /// @notice EIP-712 type hash of `Op`.
+    bytes32 public constant OP_TYPEHASH =
+        keccak256("Op(uint8 action,bytes32 subject,uint64 amount,bytes32 data,bytes32 eventHash)");
+    /// @notice EIP-712 type hash of `LotOps`.
+    bytes32 public constant LOT_OPS_TYPEHASH =
+        keccak256(
+            "LotOps(bytes32 lotId,uint64 seq,Op[] ops)Op(uint8 action,bytes32 subject,uint64 amount,bytes32 data,"
+            "bytes32 eventHash)"
+        );
+    /// @notice EIP-712 type hash of `Batch`, the primary type a signer signs.
+    bytes32 public constant BATCH_TYPEHASH =
+        keccak256(
+            "Batch(address signer,uint64 deadline,LotOps[] lots)LotOps(bytes32 lotId,uint64 seq,Op[] ops)"
+            "Op(uint8 action,bytes32 subject,uint64 amount,bytes32 data,bytes32 eventHash)"
+        );
 
-    /// @dev A lot in three storage slots. `lastSeq` is the sequence number of the lot's latest event (the
+    uint8 private constant _ALL_DOCUMENTS = 0x07;
+    uint8 private constant _LAST_ACTION = uint8(type(Action).max);
+
+    /// @dev A lot in four storage slots. `lastSeq` is the sequence number of the lot's latest event (the
     /// declaration is 0), so declaring writes only the first slot and the head; nextSeq = lastSeq + 1.
+    /// The fourth slot (disposals) is written only when goods are returned or destroyed.
     struct LotRecord {
-        // slot 0: 1 + 1 + 20 + 8 bytes
+        // slot 0: 1 + 1 + 20 + 8 + 1 bytes
         LotState state;
         bool recalled;
         address enterprise;
         uint64 declaredQuantity;
+        uint8 riskRange;
         // slot 1: 8 + 8 + 8 + 4 + 4 bytes
         uint64 receivedQuantity;
         uint64 splitQuantity;
@@ -47,6 +71,9 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
         uint32 parcelCount;
         // slot 2
         bytes32 head;
+        // slot 3
+        uint64 destroyedQuantity;
+        uint64 returnedQuantity;
     }
 
     /// @dev A parcel in one storage slot: the lot is referenced by the first 12 bytes of its id, resolved
@@ -65,10 +92,15 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
     mapping(bytes12 lotRef => bytes32 lotId) private _lotIds;
     mapping(bytes32 parcelId => ParcelRecord) private _parcels;
     mapping(bytes32 parcelId => mapping(DocumentKind kind => bytes32 commitment)) private _documents;
+    mapping(bytes32 lotId => mapping(uint256 word => uint256 bits)) private _releasedBits;
+    mapping(bytes32 root => uint256 blockNumber) private _manifests;
+    mapping(address enterprise => uint8 level) private _creditLevels;
+    mapping(uint8 rangeId => LowRiskRange) private _lowRiskRanges;
+    uint8 private _rangeCount;
 
     /// @param admin The platform admin (DEFAULT_ADMIN_ROLE).
     /// @param customsAdmin The customs admin (CUSTOMS_ADMIN_ROLE), the only grantor of CUSTOMS_ROLE.
-    constructor(address admin, address customsAdmin) {
+    constructor(address admin, address customsAdmin) EIP712("TraceRegistry", "2") {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(CUSTOMS_ADMIN_ROLE, customsAdmin);
         _setRoleAdmin(CUSTOMS_ADMIN_ROLE, DEFAULT_ADMIN_ROLE);
@@ -76,23 +108,8 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
     }
 
     /// @inheritdoc ITraceRegistry
-    function declareLot(
-        bytes32 lotId,
-        uint64 declaredQuantity,
-        bytes32 eventHash
-    ) external whenNotPaused onlyRole(ENTERPRISE_ROLE) {
-        LotRecord storage lot = _lots[lotId];
-        bytes12 ref = bytes12(lotId);
-        if (lot.state != LotState.None || _lotIds[ref] != bytes32(0)) revert TraceRegistryLotExists(lotId);
-        if (declaredQuantity == 0) revert TraceRegistryZeroQuantity(lotId);
-
-        lot.state = LotState.Declared;
-        lot.enterprise = msg.sender;
-        lot.declaredQuantity = declaredQuantity;
-        _lotIds[ref] = lotId;
-        bytes32 head = keccak256(abi.encodePacked(bytes32(0), eventHash));
-        lot.head = head;
-        emit EventRecorded(lotId, 0, msg.sender, Step.Declared, lotId, eventHash, head);
+    function declareLot(bytes32 lotId, uint64 declaredQuantity, bytes32 eventHash) external whenNotPaused {
+        _declare(msg.sender, lotId, declaredQuantity, eventHash);
     }
 
     /// @inheritdoc ITraceRegistry
@@ -101,15 +118,8 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
         uint64 seq,
         uint64 countedQuantity,
         bytes32 eventHash
-    ) external whenNotPaused onlyRole(WAREHOUSE_ROLE) {
-        LotRecord storage lot = _existingLot(lotId);
-        _checkSeq(lotId, lot, seq);
-        _checkLotState(lotId, lot, LotState.Declared, Step.Entered);
-        if (countedQuantity == 0) revert TraceRegistryZeroQuantity(lotId);
-
-        lot.state = LotState.Entered;
-        lot.receivedQuantity = countedQuantity;
-        _append(lotId, lot, seq, Step.Entered, lotId, eventHash);
+    ) external whenNotPaused {
+        _entry(msg.sender, lotId, seq, countedQuantity, eventHash);
     }
 
     /// @inheritdoc ITraceRegistry
@@ -118,27 +128,13 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
         uint64 seq,
         InspectionResult result,
         bytes32 eventHash
-    ) external whenNotPaused onlyRole(CUSTOMS_ROLE) {
-        LotRecord storage lot = _existingLot(lotId);
-        _checkSeq(lotId, lot, seq);
-        _checkLotState(lotId, lot, LotState.Entered, Step.Inspected);
-
-        lot.state = result == InspectionResult.NonConformant ? LotState.Held : LotState.Cleared;
-        _append(lotId, lot, seq, Step.Inspected, lotId, eventHash);
+    ) external whenNotPaused {
+        _inspection(msg.sender, lotId, seq, result, eventHash);
     }
 
     /// @inheritdoc ITraceRegistry
-    function recordStorage(
-        bytes32 lotId,
-        uint64 seq,
-        bytes32 eventHash
-    ) external whenNotPaused onlyRole(WAREHOUSE_ROLE) {
-        LotRecord storage lot = _existingLot(lotId);
-        _checkSeq(lotId, lot, seq);
-        _checkLotState(lotId, lot, LotState.Cleared, Step.Stored);
-
-        lot.state = LotState.Stored;
-        _append(lotId, lot, seq, Step.Stored, lotId, eventHash);
+    function recordStorage(bytes32 lotId, uint64 seq, bytes32 eventHash) external whenNotPaused {
+        _storage(msg.sender, lotId, seq, eventHash);
     }
 
     /// @inheritdoc ITraceRegistry
@@ -148,25 +144,8 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
         bytes32 parcelId,
         uint64 quantity,
         bytes32 eventHash
-    ) external whenNotPaused onlyRole(WAREHOUSE_ROLE) {
-        LotRecord storage lot = _existingLot(lotId);
-        _checkSeq(lotId, lot, seq);
-        _checkLotState(lotId, lot, LotState.Stored, Step.Split);
-        if (lot.recalled) revert TraceRegistryLotRecalled(lotId);
-        ParcelRecord storage parcel = _parcels[parcelId];
-        if (parcel.state != ParcelState.None) revert TraceRegistryParcelExists(parcelId);
-        if (quantity == 0) revert TraceRegistryZeroQuantity(parcelId);
-        uint64 available = lot.receivedQuantity - lot.splitQuantity;
-        if (quantity > available) revert TraceRegistryOverSplit(lotId, quantity, available);
-
-        uint32 index = lot.parcelCount;
-        lot.parcelCount = index + 1;
-        lot.splitQuantity += quantity;
-        parcel.lotRef = bytes12(lotId);
-        parcel.state = ParcelState.Split;
-        parcel.index = index;
-        parcel.quantity = quantity;
-        _append(lotId, lot, seq, Step.Split, parcelId, eventHash);
+    ) external whenNotPaused {
+        _split(msg.sender, lotId, seq, parcelId, quantity, eventHash);
     }
 
     /// @inheritdoc ITraceRegistry
@@ -177,73 +156,169 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
         bytes32 commitment,
         bytes32 eventHash
     ) external whenNotPaused {
-        _checkRole(_documentRole(kind));
-        ParcelRecord storage parcel = _existingParcel(parcelId);
-        bytes32 lotId = _lotIds[parcel.lotRef];
-        LotRecord storage lot = _lots[lotId];
-        if (kind == DocumentKind.Order && lot.enterprise != msg.sender) {
-            revert TraceRegistryNotLotEnterprise(lotId, msg.sender);
-        }
-        _checkSeq(lotId, lot, seq);
-        _checkParcelState(parcelId, parcel, ParcelState.Split, Step.DocumentAttached);
-        uint8 bit = uint8(1) << uint8(kind);
-        if (parcel.documents & bit != 0) revert TraceRegistryDocumentExists(parcelId, kind);
-
-        parcel.documents |= bit;
-        _documents[parcelId][kind] = commitment;
-        _append(lotId, lot, seq, Step.DocumentAttached, parcelId, eventHash);
+        _document(msg.sender, bytes32(0), parcelId, seq, kind, commitment, eventHash);
     }
 
     /// @inheritdoc ITraceRegistry
-    function releaseParcel(
-        bytes32 parcelId,
-        uint64 seq,
-        bytes32 eventHash
-    ) external whenNotPaused onlyRole(CUSTOMS_ROLE) {
-        ParcelRecord storage parcel = _existingParcel(parcelId);
-        bytes32 lotId = _lotIds[parcel.lotRef];
-        LotRecord storage lot = _lots[lotId];
-        _checkSeq(lotId, lot, seq);
-        _checkParcelState(parcelId, parcel, ParcelState.Split, Step.Released);
-        if (lot.recalled) revert TraceRegistryLotRecalled(lotId);
-        if (parcel.documents != _ALL_DOCUMENTS) revert TraceRegistryMissingDocuments(parcelId, parcel.documents);
-        uint64 quantity = parcel.quantity;
-        // Cannot fail while splits conserve quantity; kept so the write-off never relies on that alone.
-        uint64 available = lot.receivedQuantity - lot.releasedQuantity;
-        if (quantity > available) revert TraceRegistryOverRelease(lotId, quantity, available);
-
-        lot.releasedQuantity += quantity;
-        parcel.state = ParcelState.Released;
-        _append(lotId, lot, seq, Step.Released, parcelId, eventHash);
+    function releaseParcel(bytes32 parcelId, uint64 seq, bytes32 eventHash) external whenNotPaused {
+        _release(msg.sender, bytes32(0), parcelId, seq, eventHash);
     }
 
     /// @inheritdoc ITraceRegistry
-    function recordDelivery(
-        bytes32 parcelId,
-        uint64 seq,
-        bytes32 eventHash
-    ) external whenNotPaused onlyRole(CARRIER_ROLE) {
-        ParcelRecord storage parcel = _existingParcel(parcelId);
-        bytes32 lotId = _lotIds[parcel.lotRef];
-        LotRecord storage lot = _lots[lotId];
-        _checkSeq(lotId, lot, seq);
-        _checkParcelState(parcelId, parcel, ParcelState.Released, Step.Delivered);
-
-        parcel.state = ParcelState.Delivered;
-        _append(lotId, lot, seq, Step.Delivered, parcelId, eventHash);
+    function recordDelivery(bytes32 parcelId, uint64 seq, bytes32 eventHash) external whenNotPaused {
+        _delivery(msg.sender, bytes32(0), parcelId, seq, eventHash);
     }
 
     /// @inheritdoc ITraceRegistry
     function recall(bytes32 lotId, uint64 seq, bytes32 eventHash) external whenNotPaused {
-        bool byCustoms = hasRole(CUSTOMS_ROLE, msg.sender);
-        if (!byCustoms) _checkRole(ENTERPRISE_ROLE);
-        LotRecord storage lot = _existingLot(lotId);
-        if (!byCustoms && lot.enterprise != msg.sender) revert TraceRegistryNotLotEnterprise(lotId, msg.sender);
-        _checkSeq(lotId, lot, seq);
-        if (lot.recalled) revert TraceRegistryLotRecalled(lotId);
+        _recall(msg.sender, lotId, seq, eventHash);
+    }
 
-        lot.recalled = true;
-        _append(lotId, lot, seq, Step.Recalled, lotId, eventHash);
+    /// @inheritdoc ITraceRegistry
+    function recordSigned(
+        Batch calldata batch,
+        bytes calldata signature,
+        bytes32[] calldata priorHeads
+    ) external whenNotPaused returns (uint256 recorded) {
+        if (block.timestamp > batch.deadline) revert TraceRegistrySignatureExpired(batch.deadline, block.timestamp);
+        address signer = batch.signer;
+        (address recovered, , ) = ECDSA.tryRecover(_hashTypedDataV4(_hashBatch(batch)), signature);
+        if (recovered != signer || signer == address(0)) revert TraceRegistryInvalidSignature(signer, recovered);
+
+        uint256 groups = batch.lots.length;
+        for (uint256 g = 0; g < groups; ++g) {
+            LotOps calldata group = batch.lots[g];
+            if (g < priorHeads.length && _isRecordedGroup(group, priorHeads[g])) {
+                emit EventsAlreadyRecorded(group.lotId, group.seq, uint64(group.ops.length));
+                continue;
+            }
+            uint256 count = group.ops.length;
+            for (uint256 i = 0; i < count; ++i) {
+                _apply(signer, group.lotId, group.seq + uint64(i), group.ops[i]);
+            }
+            recorded += count;
+        }
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function recordObservation(bytes32 lotId, uint64 seq, bytes32 subject, bytes32 eventHash) external whenNotPaused {
+        _observe(msg.sender, lotId, seq, subject, eventHash);
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function declareLotClassified(
+        bytes32 lotId,
+        uint64 declaredQuantity,
+        uint40 hsCode,
+        uint8 rangeId,
+        bytes32 eventHash
+    ) external whenNotPaused {
+        LowRiskRange storage range = _lowRiskRanges[rangeId];
+        if (range.hsTo == 0 || hsCode < range.hsFrom || hsCode > range.hsTo) {
+            revert TraceRegistryHsCodeOutOfRange(hsCode, rangeId);
+        }
+        _declare(msg.sender, lotId, declaredQuantity, eventHash);
+        _lots[lotId].riskRange = rangeId;
+        emit LotClassified(lotId, hsCode, rangeId);
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function clearByRule(bytes32 lotId, uint64 seq, bytes32 eventHash) external whenNotPaused {
+        _checkRole(WAREHOUSE_ROLE);
+        LotRecord storage lot = _existingLot(lotId);
+        _checkSeq(lotId, lot, seq);
+        _checkLotState(lotId, lot, LotState.Entered, Step.ClearedByRule);
+        uint8 rangeId = lot.riskRange;
+        LowRiskRange storage range = _lowRiskRanges[rangeId];
+        if (rangeId == 0 || range.hsTo == 0) revert TraceRegistryNotLowRisk(lotId, rangeId);
+        uint8 level = _creditLevels[lot.enterprise];
+        if (level < range.minCreditLevel) revert TraceRegistryCreditTooLow(lot.enterprise, level, range.minCreditLevel);
+        if (lot.receivedQuantity != lot.declaredQuantity) {
+            revert TraceRegistryEntryDiscrepancy(lotId, lot.declaredQuantity, lot.receivedQuantity);
+        }
+
+        lot.state = LotState.Cleared;
+        _append(msg.sender, lotId, lot, seq, Step.ClearedByRule, lotId, eventHash);
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function setCreditLevel(address enterprise, uint8 level) external whenNotPaused onlyRole(CUSTOMS_ROLE) {
+        _creditLevels[enterprise] = level;
+        emit CreditLevelSet(enterprise, level, msg.sender);
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function addLowRiskRange(
+        uint40 hsFrom,
+        uint40 hsTo,
+        uint8 minCreditLevel
+    ) external whenNotPaused onlyRole(CUSTOMS_ROLE) returns (uint8 rangeId) {
+        if (hsTo == 0 || hsFrom > hsTo || minCreditLevel == 0) {
+            revert TraceRegistryInvalidRange(hsFrom, hsTo, minCreditLevel);
+        }
+        if (_rangeCount == type(uint8).max) revert TraceRegistryTooManyRanges();
+
+        rangeId = _rangeCount + 1;
+        _rangeCount = rangeId;
+        _lowRiskRanges[rangeId] = LowRiskRange({hsFrom: hsFrom, hsTo: hsTo, minCreditLevel: minCreditLevel});
+        emit LowRiskRangeAdded(rangeId, hsFrom, hsTo, minCreditLevel, msg.sender);
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function revokeLowRiskRange(uint8 rangeId) external whenNotPaused onlyRole(CUSTOMS_ROLE) {
+        if (_lowRiskRanges[rangeId].hsTo == 0) revert TraceRegistryNotLowRisk(bytes32(0), rangeId);
+
+        delete _lowRiskRanges[rangeId];
+        emit LowRiskRangeRevoked(rangeId, msg.sender);
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function recordDisposal(
+        bytes32 lotId,
+        uint64 seq,
+        Disposal kind,
+        uint64 quantity,
+        bytes32 eventHash
+    ) external whenNotPaused onlyRole(CUSTOMS_ROLE) {
+        Step step = kind == Disposal.Returned ? Step.Returned : Step.Destroyed;
+        LotRecord storage lot = _existingLot(lotId);
+        _checkSeq(lotId, lot, seq);
+        LotState state = lot.state;
+        if (state != LotState.Held && state != LotState.Stored) {
+            revert TraceRegistryStepOutOfOrder(lotId, step, uint8(state));
+        }
+        if (quantity == 0) revert TraceRegistryZeroQuantity(lotId);
+        uint64 available = _unsplit(lot);
+        if (quantity > available) revert TraceRegistryOverDisposal(lotId, quantity, available);
+
+        if (kind == Disposal.Returned) lot.returnedQuantity += quantity;
+        else lot.destroyedQuantity += quantity;
+        if (state == LotState.Held && quantity == available) lot.state = LotState.Closed;
+        _append(msg.sender, lotId, lot, seq, step, lotId, eventHash);
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function liftHold(bytes32 lotId, uint64 seq, bytes32 eventHash) external whenNotPaused onlyRole(CUSTOMS_ROLE) {
+        LotRecord storage lot = _existingLot(lotId);
+        _checkSeq(lotId, lot, seq);
+        _checkLotState(lotId, lot, LotState.Held, Step.HoldLifted);
+
+        lot.state = LotState.Cleared;
+        _append(msg.sender, lotId, lot, seq, Step.HoldLifted, lotId, eventHash);
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function releaseManifest(
+        bytes32 root,
+        ManifestLot[] calldata lots
+    ) external whenNotPaused onlyRole(CUSTOMS_ROLE) {
+        if (root == bytes32(0) || _manifests[root] != 0) revert TraceRegistryManifestExists(root);
+        _manifests[root] = block.number;
+        uint256 count = lots.length;
+        for (uint256 i = 0; i < count; ++i) {
+            _releaseLotParcels(root, lots[i]);
+        }
+        emit ManifestRecorded(root, msg.sender, count);
     }
 
     /// @inheritdoc ITraceRegistry
@@ -280,7 +355,7 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
         return
             Parcel({
                 lotId: parcel.state == ParcelState.None ? bytes32(0) : _lotIds[parcel.lotRef],
-                state: parcel.state,
+                state: _parcelState(parcel),
                 index: parcel.index,
                 quantity: parcel.quantity,
                 documents: parcel.documents
@@ -301,13 +376,326 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
         return _documents[parcelId][kind];
     }
 
+    /// @inheritdoc ITraceRegistry
+    function getLedger(bytes32 lotId) external view returns (Ledger memory) {
+        LotRecord storage lot = _lots[lotId];
+        uint64 received = lot.receivedQuantity;
+        uint64 released = lot.releasedQuantity;
+        return
+            Ledger({
+                declared: lot.declaredQuantity,
+                received: received,
+                split: lot.splitQuantity,
+                released: released,
+                destroyed: lot.destroyedQuantity,
+                returned: lot.returnedQuantity,
+                remaining: received - released - lot.destroyedQuantity - lot.returnedQuantity,
+                riskRange: lot.riskRange
+            });
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function releasedWord(bytes32 lotId, uint256 word) external view returns (uint256) {
+        return _releasedBits[lotId][word];
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function manifestBlock(bytes32 root) external view returns (uint256) {
+        return _manifests[root];
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function verifyRelease(
+        bytes32 root,
+        ReleaseRecord calldata record,
+        bytes32[] calldata proof
+    ) external view returns (bool) {
+        if (_manifests[root] == 0) return false;
+        ParcelRecord storage parcel = _parcels[record.parcelId];
+        if (parcel.state == ParcelState.None || _lotIds[parcel.lotRef] != record.lotId) return false;
+        if (parcel.index != record.index || parcel.quantity != record.quantity) return false;
+        if (!_isReleasedBit(record.lotId, record.index)) return false;
+        bytes32 leaf = keccak256(
+            bytes.concat(
+                keccak256(
+                    abi.encode(
+                        record.parcelId,
+                        record.lotId,
+                        record.index,
+                        record.quantity,
+                        record.order,
+                        record.payment,
+                        record.waybill
+                    )
+                )
+            )
+        );
+        return MerkleProof.verifyCalldata(proof, root, leaf);
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function isRecorded(
+        bytes32 lotId,
+        uint64 seq,
+        bytes32 priorHead,
+        bytes32[] calldata eventHashes
+    ) external view returns (bool) {
+        LotRecord storage lot = _lots[lotId];
+        if (lot.state == LotState.None || uint256(seq) + eventHashes.length != uint256(lot.lastSeq) + 1) return false;
+        bytes32 head = priorHead;
+        for (uint256 i = 0; i < eventHashes.length; ++i) {
+            head = keccak256(abi.encodePacked(head, eventHashes[i]));
+        }
+        return eventHashes.length != 0 && head == lot.head;
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function creditLevel(address enterprise) external view returns (uint8) {
+        return _creditLevels[enterprise];
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function lowRiskRange(uint8 rangeId) external view returns (LowRiskRange memory) {
+        return _lowRiskRanges[rangeId];
+    }
+
     /// @notice ERC-165: ITraceRegistry and IAccessControl.
     function supportsInterface(bytes4 interfaceId) public view override returns (bool) {
         return interfaceId == type(ITraceRegistry).interfaceId || super.supportsInterface(interfaceId);
     }
 
+    /// @dev Declares a lot for `author` (sequence 0).
+    function _declare(address author, bytes32 lotId, uint64 declaredQuantity, bytes32 eventHash) private {
+        _checkRole(ENTERPRISE_ROLE, author);
+        LotRecord storage lot = _lots[lotId];
+        bytes12 ref = bytes12(lotId);
+        if (lot.state != LotState.None || _lotIds[ref] != bytes32(0)) revert TraceRegistryLotExists(lotId);
+        if (declaredQuantity == 0) revert TraceRegistryZeroQuantity(lotId);
+
+        lot.state = LotState.Declared;
+        lot.enterprise = author;
+        lot.declaredQuantity = declaredQuantity;
+        _lotIds[ref] = lotId;
+        bytes32 head = keccak256(abi.encodePacked(bytes32(0), eventHash));
+        lot.head = head;
+        emit EventRecorded(lotId, 0, author, Step.Declared, lotId, eventHash, head);
+    }
+
+    function _entry(address author, bytes32 lotId, uint64 seq, uint64 countedQuantity, bytes32 eventHash) private {
+        _checkRole(WAREHOUSE_ROLE, author);
+        LotRecord storage lot = _existingLot(lotId);
+        _checkSeq(lotId, lot, seq);
+        _checkLotState(lotId, lot, LotState.Declared, Step.Entered);
+        if (countedQuantity == 0) revert TraceRegistryZeroQuantity(lotId);
+
+        lot.state = LotState.Entered;
+        lot.receivedQuantity = countedQuantity;
+        _append(author, lotId, lot, seq, Step.Entered, lotId, eventHash);
+    }
+
+    function _inspection(
+        address author,
+        bytes32 lotId,
+        uint64 seq,
+        InspectionResult result,
+        bytes32 eventHash
+    ) private {
+        _checkRole(CUSTOMS_ROLE, author);
+        LotRecord storage lot = _existingLot(lotId);
+        _checkSeq(lotId, lot, seq);
+        _checkLotState(lotId, lot, LotState.Entered, Step.Inspected);
+
+        lot.state = result == InspectionResult.NonConformant ? LotState.Held : LotState.Cleared;
+        _append(author, lotId, lot, seq, Step.Inspected, lotId, eventHash);
+    }
+
+    function _storage(address author, bytes32 lotId, uint64 seq, bytes32 eventHash) private {
+        _checkRole(WAREHOUSE_ROLE, author);
+        LotRecord storage lot = _existingLot(lotId);
+        _checkSeq(lotId, lot, seq);
+        _checkLotState(lotId, lot, LotState.Cleared, Step.Stored);
+
+        lot.state = LotState.Stored;
+        _append(author, lotId, lot, seq, Step.Stored, lotId, eventHash);
+    }
+
+    function _split(
+        address author,
+        bytes32 lotId,
+        uint64 seq,
+        bytes32 parcelId,
+        uint64 quantity,
+        bytes32 eventHash
+    ) private {
+        _checkRole(WAREHOUSE_ROLE, author);
+        LotRecord storage lot = _existingLot(lotId);
+        _checkSeq(lotId, lot, seq);
+        _checkLotState(lotId, lot, LotState.Stored, Step.Split);
+        if (lot.recalled) revert TraceRegistryLotRecalled(lotId);
+        ParcelRecord storage parcel = _parcels[parcelId];
+        if (parcel.state != ParcelState.None) revert TraceRegistryParcelExists(parcelId);
+        if (quantity == 0) revert TraceRegistryZeroQuantity(parcelId);
+        uint64 available = _unsplit(lot);
+        if (quantity > available) revert TraceRegistryOverSplit(lotId, quantity, available);
+
+        uint32 index = lot.parcelCount;
+        lot.parcelCount = index + 1;
+        lot.splitQuantity += quantity;
+        parcel.lotRef = bytes12(lotId);
+        parcel.state = ParcelState.Split;
+        parcel.index = index;
+        parcel.quantity = quantity;
+        _append(author, lotId, lot, seq, Step.Split, parcelId, eventHash);
+    }
+
+    /// @dev `expectedLot` is the lot a signed batch names (zero on the direct path).
+    function _document(
+        address author,
+        bytes32 expectedLot,
+        bytes32 parcelId,
+        uint64 seq,
+        DocumentKind kind,
+        bytes32 commitment,
+        bytes32 eventHash
+    ) private {
+        _checkRole(_documentRole(kind), author);
+        (ParcelRecord storage parcel, bytes32 lotId) = _parcelOfLot(parcelId, expectedLot);
+        LotRecord storage lot = _lots[lotId];
+        if (kind == DocumentKind.Order && lot.enterprise != author) {
+            revert TraceRegistryNotLotEnterprise(lotId, author);
+        }
+        _checkSeq(lotId, lot, seq);
+        _checkParcelState(lotId, parcelId, parcel, ParcelState.Split, Step.DocumentAttached);
+        uint8 bit = uint8(1) << uint8(kind);
+        if (parcel.documents & bit != 0) revert TraceRegistryDocumentExists(parcelId, kind);
+
+        parcel.documents |= bit;
+        _documents[parcelId][kind] = commitment;
+        _append(author, lotId, lot, seq, Step.DocumentAttached, parcelId, eventHash);
+    }
+
+    function _release(address author, bytes32 expectedLot, bytes32 parcelId, uint64 seq, bytes32 eventHash) private {
+        _checkRole(CUSTOMS_ROLE, author);
+        (ParcelRecord storage parcel, bytes32 lotId) = _parcelOfLot(parcelId, expectedLot);
+        LotRecord storage lot = _lots[lotId];
+        _checkSeq(lotId, lot, seq);
+        _checkParcelState(lotId, parcelId, parcel, ParcelState.Split, Step.Released);
+        if (lot.recalled) revert TraceRegistryLotRecalled(lotId);
+        if (parcel.documents != _ALL_DOCUMENTS) revert TraceRegistryMissingDocuments(parcelId, parcel.documents);
+        uint64 quantity = parcel.quantity;
+        // Cannot fail while splits conserve quantity; kept so the write-off never relies on that alone.
+        uint64 available = lot.receivedQuantity - lot.releasedQuantity;
+        if (quantity > available) revert TraceRegistryOverRelease(lotId, quantity, available);
+
+        lot.releasedQuantity += quantity;
+        parcel.state = ParcelState.Released;
+        uint32 index = parcel.index;
+        _releasedBits[lotId][index >> 8] |= uint256(1) << (index & 0xff);
+        _append(author, lotId, lot, seq, Step.Released, parcelId, eventHash);
+    }
+
+    function _delivery(address author, bytes32 expectedLot, bytes32 parcelId, uint64 seq, bytes32 eventHash) private {
+        _checkRole(CARRIER_ROLE, author);
+        (ParcelRecord storage parcel, bytes32 lotId) = _parcelOfLot(parcelId, expectedLot);
+        LotRecord storage lot = _lots[lotId];
+        _checkSeq(lotId, lot, seq);
+        _checkParcelState(lotId, parcelId, parcel, ParcelState.Released, Step.Delivered);
+
+        parcel.state = ParcelState.Delivered;
+        _append(author, lotId, lot, seq, Step.Delivered, parcelId, eventHash);
+    }
+
+    function _recall(address author, bytes32 lotId, uint64 seq, bytes32 eventHash) private {
+        bool byCustoms = hasRole(CUSTOMS_ROLE, author);
+        if (!byCustoms) _checkRole(ENTERPRISE_ROLE, author);
+        LotRecord storage lot = _existingLot(lotId);
+        if (!byCustoms && lot.enterprise != author) revert TraceRegistryNotLotEnterprise(lotId, author);
+        _checkSeq(lotId, lot, seq);
+        if (lot.recalled) revert TraceRegistryLotRecalled(lotId);
+
+        lot.recalled = true;
+        _append(author, lotId, lot, seq, Step.Recalled, lotId, eventHash);
+    }
+
+    function _observe(address author, bytes32 lotId, uint64 seq, bytes32 subject, bytes32 eventHash) private {
+        if (!hasRole(WAREHOUSE_ROLE, author) && !hasRole(CARRIER_ROLE, author) && !hasRole(CUSTOMS_ROLE, author)) {
+            revert AccessControlUnauthorizedAccount(author, WAREHOUSE_ROLE);
+        }
+        LotRecord storage lot = _existingLot(lotId);
+        _checkSeq(lotId, lot, seq);
+        if (subject != lotId) _parcelOfLot(subject, lotId);
+
+        _append(author, lotId, lot, seq, Step.Observed, subject, eventHash);
+    }
+
+    /// @dev Runs one signed operation as `signer`, exactly as the matching direct function would.
+    function _apply(address signer, bytes32 lotId, uint64 seq, SignedOp calldata op) private {
+        uint8 action = op.action;
+        if (action == uint8(Action.Observe)) {
+            _observe(signer, lotId, seq, op.subject, op.eventHash);
+        } else if (action == uint8(Action.Declare)) {
+            if (seq != 0) revert TraceRegistrySequenceMismatch(lotId, 0, seq);
+            _declare(signer, lotId, op.amount, op.eventHash);
+        } else if (action == uint8(Action.Entry)) {
+            _entry(signer, lotId, seq, op.amount, op.eventHash);
+        } else if (action == uint8(Action.Inspection)) {
+            if (op.amount > uint8(type(InspectionResult).max)) revert TraceRegistryUnknownAction(action);
+            _inspection(signer, lotId, seq, InspectionResult(op.amount), op.eventHash);
+        } else if (action == uint8(Action.Storage)) {
+            _storage(signer, lotId, seq, op.eventHash);
+        } else if (action == uint8(Action.Split)) {
+            _split(signer, lotId, seq, op.subject, op.amount, op.eventHash);
+        } else if (action == uint8(Action.Document)) {
+            if (op.amount > uint8(type(DocumentKind).max)) revert TraceRegistryUnknownAction(action);
+            _document(signer, lotId, op.subject, seq, DocumentKind(op.amount), op.data, op.eventHash);
+        } else if (action == uint8(Action.Release)) {
+            _release(signer, lotId, op.subject, seq, op.eventHash);
+        } else if (action == uint8(Action.Delivery)) {
+            _delivery(signer, lotId, op.subject, seq, op.eventHash);
+        } else if (action == uint8(Action.Recall)) {
+            _recall(signer, lotId, seq, op.eventHash);
+        } else {
+            revert TraceRegistryUnknownAction(action);
+        }
+    }
+
+    /// @dev One lot's part of a manifest: check and mark the index bits, write the quantity off, log.
+    function _releaseLotParcels(bytes32 root, ManifestLot calldata entry) private {
+        bytes32 lotId = entry.lotId;
+        LotRecord storage lot = _existingLot(lotId);
+        _checkSeq(lotId, lot, entry.seq);
+        _checkLotState(lotId, lot, LotState.Stored, Step.ManifestReleased);
+        if (lot.recalled) revert TraceRegistryLotRecalled(lotId);
+        uint256 parcelCount = lot.parcelCount;
+        mapping(uint256 => uint256) storage bitmap = _releasedBits[lotId];
+        uint256 parcels = 0;
+        uint256 words = entry.words.length;
+        for (uint256 i = 0; i < words; ++i) {
+            uint256 bits = entry.words[i];
+            if (bits == 0) continue;
+            uint256 word = uint256(entry.firstWord) + i;
+            uint256 base = word << 8;
+            uint256 valid = parcelCount > base ? parcelCount - base : 0;
+            if (valid < 256 && bits >> valid != 0) {
+                revert TraceRegistryUnknownParcelIndex(lotId, base + _highestBit(bits), uint32(parcelCount));
+            }
+            uint256 current = bitmap[word];
+            if (current & bits != 0) revert TraceRegistryAlreadyReleased(lotId, word, current & bits);
+            bitmap[word] = current | bits;
+            parcels += _popcount(bits);
+        }
+        uint64 quantity = entry.quantity;
+        if (parcels == 0 || quantity < parcels) revert TraceRegistryQuantityBelowParcels(lotId, quantity, parcels);
+        uint64 available = lot.splitQuantity - lot.releasedQuantity;
+        if (quantity > available) revert TraceRegistryOverRelease(lotId, quantity, available);
+
+        lot.releasedQuantity += quantity;
+        _append(msg.sender, lotId, lot, entry.seq, Step.ManifestReleased, root, entry.eventHash);
+    }
+
     /// @dev Moves the lot's chain one event on: next sequence number, new head, the log.
     function _append(
+        address author,
         bytes32 lotId,
         LotRecord storage lot,
         uint64 seq,
@@ -318,7 +706,42 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
         lot.lastSeq += 1;
         bytes32 head = keccak256(abi.encodePacked(lot.head, eventHash));
         lot.head = head;
-        emit EventRecorded(lotId, seq, msg.sender, step, subject, eventHash, head);
+        emit EventRecorded(lotId, seq, author, step, subject, eventHash, head);
+    }
+
+    /// @dev The EIP-712 struct hash of a batch.
+    function _hashBatch(Batch calldata batch) private pure returns (bytes32) {
+        uint256 groups = batch.lots.length;
+        bytes32[] memory lotHashes = new bytes32[](groups);
+        for (uint256 g = 0; g < groups; ++g) {
+            lotHashes[g] = _hashLotOps(batch.lots[g]);
+        }
+        return
+            keccak256(abi.encode(BATCH_TYPEHASH, batch.signer, batch.deadline, keccak256(abi.encodePacked(lotHashes))));
+    }
+
+    function _hashLotOps(LotOps calldata group) private pure returns (bytes32) {
+        uint256 count = group.ops.length;
+        bytes32[] memory opHashes = new bytes32[](count);
+        for (uint256 i = 0; i < count; ++i) {
+            SignedOp calldata op = group.ops[i];
+            opHashes[i] = keccak256(abi.encode(OP_TYPEHASH, op.action, op.subject, op.amount, op.data, op.eventHash));
+        }
+        return keccak256(abi.encode(LOT_OPS_TYPEHASH, group.lotId, group.seq, keccak256(abi.encodePacked(opHashes))));
+    }
+
+    /// @dev Whether a signed group is the recorded tail of its lot's chain, given the head before it.
+    function _isRecordedGroup(LotOps calldata group, bytes32 priorHead) private view returns (bool) {
+        LotRecord storage lot = _lots[group.lotId];
+        uint256 count = group.ops.length;
+        if (lot.state == LotState.None || count == 0 || uint256(group.seq) + count != uint256(lot.lastSeq) + 1) {
+            return false;
+        }
+        bytes32 head = priorHead;
+        for (uint256 i = 0; i < count; ++i) {
+            head = keccak256(abi.encodePacked(head, group.ops[i].eventHash));
+        }
+        return head == lot.head;
     }
 
     function _existingLot(bytes32 lotId) private view returns (LotRecord storage lot) {
@@ -326,9 +749,15 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
         if (lot.state == LotState.None) revert TraceRegistryUnknownLot(lotId);
     }
 
-    function _existingParcel(bytes32 parcelId) private view returns (ParcelRecord storage parcel) {
+    /// @dev The parcel and its lot id; reverts unless the parcel exists and, if `expectedLot` is set, is of it.
+    function _parcelOfLot(
+        bytes32 parcelId,
+        bytes32 expectedLot
+    ) private view returns (ParcelRecord storage parcel, bytes32 lotId) {
         parcel = _parcels[parcelId];
         if (parcel.state == ParcelState.None) revert TraceRegistryUnknownParcel(parcelId);
+        lotId = _lotIds[parcel.lotRef];
+        if (expectedLot != bytes32(0) && lotId != expectedLot) revert TraceRegistryParcelNotInLot(parcelId, expectedLot);
     }
 
     function _checkSeq(bytes32 lotId, LotRecord storage lot, uint64 seq) private view {
@@ -342,18 +771,60 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable {
     }
 
     function _checkParcelState(
+        bytes32 lotId,
         bytes32 parcelId,
         ParcelRecord storage parcel,
         ParcelState expected,
         Step step
     ) private view {
         ParcelState state = parcel.state;
+        // A parcel released by a manifest keeps its stored state and is Released by its lot's bitmap.
+        if (state == ParcelState.Split && _isReleasedBit(lotId, parcel.index)) state = ParcelState.Released;
         if (state != expected) revert TraceRegistryStepOutOfOrder(parcelId, step, uint8(state));
+    }
+
+    /// @dev The parcel's state, counting a manifest release (bitmap) as Released.
+    function _parcelState(ParcelRecord storage parcel) private view returns (ParcelState state) {
+        state = parcel.state;
+        if (state == ParcelState.Split && _isReleasedBit(_lotIds[parcel.lotRef], parcel.index)) {
+            state = ParcelState.Released;
+        }
+    }
+
+    function _isReleasedBit(bytes32 lotId, uint32 index) private view returns (bool) {
+        return (_releasedBits[lotId][index >> 8] >> (index & 0xff)) & 1 == 1;
+    }
+
+    /// @dev What is left of the lot in bond and not split off: received - split - destroyed - returned.
+    function _unsplit(LotRecord storage lot) private view returns (uint64) {
+        return lot.receivedQuantity - lot.splitQuantity - lot.destroyedQuantity - lot.returnedQuantity;
     }
 
     function _documentRole(DocumentKind kind) private pure returns (bytes32) {
         if (kind == DocumentKind.Order) return ENTERPRISE_ROLE;
         if (kind == DocumentKind.Payment) return PAYMENT_ROLE;
         return CARRIER_ROLE;
+    }
+
+    /// @dev The number of set bits (SWAR, summed in 16-bit lanes so 256 fits).
+    function _popcount(uint256 x) private pure returns (uint256) {
+        unchecked {
+            x -= (x >> 1) & 0x5555555555555555555555555555555555555555555555555555555555555555;
+            x =
+                (x & 0x3333333333333333333333333333333333333333333333333333333333333333) +
+                ((x >> 2) & 0x3333333333333333333333333333333333333333333333333333333333333333);
+            x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f;
+            x = (x & 0x00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff) +
+                ((x >> 8) & 0x00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff00ff);
+            return (x * 0x0001000100010001000100010001000100010001000100010001000100010001) >> 240;
+        }
+    }
+
+    /// @dev The index of the highest set bit of a non-zero word.
+    function _highestBit(uint256 x) private pure returns (uint256 index) {
+        while (x > 1) {
+            x >>= 1;
+            ++index;
+        }
     }
 }

@@ -23,8 +23,8 @@ STATE, RECALLED, ENTERPRISE, DECLARED, RECEIVED, SPLIT, RELEASED, NEXT_SEQ, PARC
 # getParcel tuple positions (ITraceRegistry.Parcel).
 P_LOT, P_STATE, P_INDEX, P_QUANTITY, P_DOCUMENTS = range(5)
 
-# Storage of TraceRegistry after AccessControl._roles (slot 0) and Pausable._paused (slot 1).
-_LOTS_SLOT = 2
+# Storage of TraceRegistry after AccessControl._roles (0), Pausable._paused (1), EIP712 name and version (2, 3).
+_LOTS_SLOT = 4
 
 
 def _events(registry, receipt):
