@@ -1,0 +1,1134 @@
+"""The GS1 EPCIS event pre-hash string, computed in-house: pure Python, no JSON-LD processor, no network.
+
+The algorithm is CBV 2.0's "EPCIS Event Hash ID" (the reference implementation's README, kept in
+``../shared/fixtures/epcis-hash/REFERENCE-README.md``). Where that text and GS1's reference package
+``epcis-event-hash-generator`` differ, the package's *results* are what every other EPCIS tool
+computes, so this module reproduces them, quirks included; the package itself is only a test oracle
+(:mod:`tracer.epcis.reference`). The steps, for one JSON-LD event:
+
+1. **Bare CBV values.** The package expands the document with JSON-LD and collects every expanded
+   value under ``https://ref.gs1.org/cbv`` or ``https://gs1.org/voc``; then *every* string of the event
+   that is the tail (after ``-`` or ``/``) of exactly one of them is replaced by it. So ``"receiving"``
+   becomes ``https://ref.gs1.org/cbv/BizStep-receiving`` wherever it stands, an extension value
+   included, once the event's ``bizStep`` is ``receiving``. We compute the same set without a JSON-LD
+   processor, from the term tables of the EPCIS 2.0 context (:data:`_VOCAB_TABLES`) and its prefixes.
+2. **Tree.** Each JSON value becomes a node ``(name, text, children)``; keys ``prefix:local`` become
+   ``{namespace}local`` through the ``@context`` prefixes (values ``prefix:rest`` become
+   ``namespace + rest``); scalars become ``str()`` of the Python value (so JSON ``true`` is ``True``);
+   list items take their key as name; children are sorted, except inside a bizTransaction, source or
+   destination object, whose key order is kept.
+3. **XML shape.** Children named ``…List`` are grouped under one node (``epcList`` → ``epc`` items);
+   a bizTransaction/source/destination item keeps its first two fields as a pair; ``childEPCs`` are
+   grouped; ``inputEPC``/``outputEPC`` become ``epc``, quantity items ``quantityElement``.
+4. **Canonical order.** ``eventType=…``, then the fields of :data:`_PROPERTY_ORDER` in that order (each
+   ``name=value``, same-name values sorted, nested fields by their own order, extensions of a nested
+   field after its regular fields), then everything not consumed (ILMD, the three typed lists, user
+   extensions) as sorted ``name=value`` strings. ``eventID``, ``recordTime`` and ``errorDeclaration``
+   are left out.
+5. **Values.** Timestamps (field names containing ``time`` but not ``offset``) go to UTC with
+   milliseconds (``.0005`` rounds half to even, as the package does); other values: CBV 1.x URNs to
+   CBV 2.0 web URIs, number-like strings to Python's shortest number form (``"1.0"`` → ``1``), EPC URNs
+   and Digital Link URIs to the constrained canonical Digital Link (:func:`canonical_digital_link`).
+
+Deliberate differences, all where the package fails instead of hashing (so no vector or oracle result
+can disagree): a bizTransaction/source/destination without a ``type`` hashes its one field (the package
+raises ``IndexError``); a timestamp whose milliseconds round up to 1000 carries into the seconds (the
+package raises); ``"inf"`` stays ``inf`` (the package raises ``OverflowError``); a ``@context`` term
+defined as an object uses its ``@id``; a timestamp without an offset is read as UTC (the package uses
+the machine's time zone; ours run in UTC).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, Final
+
+from tracer.epcis.vocabulary import CBV_BIZSTEPS, CBV_DISPOSITIONS
+
+__all__ = ["canonical_digital_link", "gs1_check_digit_int", "prehash_string"]
+
+# A node of the tree: (name, text, children). A bizTransaction/source/destination item is a tuple of up
+# to two nodes instead (a "pair"); ``_is_node`` tells them apart.
+Node = tuple[Any, ...]
+
+# --- step 1: the values JSON-LD expansion would produce ----------------------------------------------
+
+_CBV: Final = "https://ref.gs1.org/cbv/"
+_VOC: Final = "https://gs1.org/voc/"
+_EXPANDED_PREFIXES: Final = ("https://ref.gs1.org/cbv", "https://gs1.org/voc")
+
+#: Prefixes the EPCIS 2.0 context defines (documents may add their own).
+_CONTEXT_PREFIXES: Final[Mapping[str, str]] = {
+    "epcis": "https://ref.gs1.org/epcis/",
+    "cbv": _CBV,
+    "cbvmda": "urn:epcglobal:cbv:mda:",
+    "gs1": _VOC,
+    "rdfs": "http://www.w3.org/2000/01/rdf-schema#",
+    "owl": "http://www.w3.org/2002/07/owl#",
+    "xsd": "http://www.w3.org/2001/XMLSchema#",
+    "dcterms": "http://purl.org/dc/terms/",
+}
+
+_MEASUREMENT_TYPES: Final = frozenset(
+    [
+        "AbsoluteHumidity",
+        "AbsorbedDose",
+        "AbsorbedDoseRate",
+        "Acceleration",
+        "Radioactivity",
+        "Altitude",
+        "AmountOfSubstance",
+        "AmountOfSubstancePerUnitVolume",
+        "Angle",
+        "AngularAcceleration",
+        "AngularMomentum",
+        "AngularVelocity",
+        "Area",
+        "Capacitance",
+        "Conductance",
+        "Conductivity",
+        "Count",
+        "Density",
+        "Dimensionless",
+        "DoseEquivalent",
+        "DoseEquivalentRate",
+        "DynamicViscosity",
+        "ElectricCharge",
+        "ElectricCurrent",
+        "ElectricCurrentDensity",
+        "ElectricFieldStrength",
+        "Energy",
+        "Exposure",
+        "Force",
+        "Frequency",
+        "Illuminance",
+        "Inductance",
+        "Irradiance",
+        "KinematicViscosity",
+        "Length",
+        "LinearMomentum",
+        "Luminance",
+        "LuminousFlux",
+        "LuminousIntensity",
+        "MagneticFlux",
+        "MagneticFluxDensity",
+        "MagneticVectorPotential",
+        "Mass",
+        "MassConcentration",
+        "MassFlowRate",
+        "MassPerAreaTime",
+        "MemoryCapacity",
+        "MolalityOfSolute",
+        "MolarEnergy",
+        "MolarMass",
+        "MolarVolume",
+        "Power",
+        "Pressure",
+        "RadiantFlux",
+        "RadiantIntensity",
+        "RelativeHumidity",
+        "Resistance",
+        "Resistivity",
+        "SolidAngle",
+        "SpecificVolume",
+        "Speed",
+        "SurfaceDensity",
+        "SurfaceTension",
+        "Temperature",
+        "Time",
+        "Torque",
+        "Voltage",
+        "Volume",
+        "VolumeFlowRate",
+        "VolumeFraction",
+        "VolumetricFlux",
+        "Wavenumber",
+    ]
+)
+_BTT: Final = frozenset(
+    [
+        "bol",
+        "cert",
+        "desadv",
+        "inv",
+        "pedigree",
+        "po",
+        "poc",
+        "prodorder",
+        "recadv",
+        "rma",
+        "testprd",
+        "testres",
+        "upevt",
+    ]
+)
+_SDT: Final = frozenset(("owning_party", "possessing_party", "location"))
+_COMPONENTS: Final = frozenset(
+    [
+        "x",
+        "y",
+        "z",
+        "axial_distance",
+        "azimuth",
+        "height",
+        "spherical_radius",
+        "polar_angle",
+        "elevation_angle",
+        "easting",
+        "northing",
+        "latitude",
+        "longitude",
+        "altitude",
+    ]
+)
+
+
+def _table(names: Iterable[str], prefix: str) -> dict[str, str]:
+    return {name: prefix + name for name in names}
+
+
+_BIZSTEP_TABLE: Final = _table(CBV_BIZSTEPS, _CBV + "BizStep-")
+_DISP_TABLE: Final = _table(CBV_DISPOSITIONS, _CBV + "Disp-")
+#: The terms of the EPCIS 2.0 context's ``@vocab``-typed fields: bare name -> expanded URI.
+_VOCAB_TABLES: Final[Mapping[str, Mapping[str, str]]] = {
+    "bizStep": _BIZSTEP_TABLE,
+    "disposition": _DISP_TABLE,
+    "set": _DISP_TABLE,
+    "unset": _DISP_TABLE,
+    "exception": {"ALARM_CONDITION": _VOC + "ALARM_CONDITION", "ERROR_CONDITION": _VOC + "ERROR_CONDITION"},
+    "component": _table(_COMPONENTS, _CBV + "Comp-"),
+    "reason": {"did_not_occur": _CBV + "ER-did_not_occur", "incorrect_data": _CBV + "ER-incorrect_data"},
+}
+#: ``type`` is @vocab-typed with a table of its own inside these fields (elsewhere it is ``@type``).
+_TYPE_TABLES: Final[Mapping[str, Mapping[str, str]]] = {
+    "bizTransactionList": _table(_BTT, _CBV + "BTT-"),
+    "sourceList": _table(_SDT, _CBV + "SDT-"),
+    "destinationList": _table(_SDT, _CBV + "SDT-"),
+    "sensorReport": _table(_MEASUREMENT_TYPES, _VOC),
+}
+_NO_TABLE: Final[Mapping[str, str]] = {}
+#: Fields whose values are IRIs (``"@type": "@id"``): compact IRIs in them are expanded.
+_ID_FIELDS: Final = frozenset(
+    [
+        "id",
+        "eventID",
+        "epcList",
+        "parentID",
+        "childEPCs",
+        "epcClass",
+        "transformationID",
+        "certificationInfo",
+        "inputEPCList",
+        "outputEPCList",
+        "bizTransaction",
+        "source",
+        "destination",
+        "deviceID",
+        "deviceMetadata",
+        "rawData",
+        "dataProcessingMethod",
+        "bizRules",
+        "coordinateReferenceSystem",
+        "microorganism",
+        "chemicalSubstance",
+        "uriValue",
+        "correctiveEventIDs",
+        "readPoint",
+        "bizLocation",
+        "member",
+        "children",
+    ]
+)
+#: Every term the EPCIS 2.0 context defines (at the top or in a scoped context). JSON-LD expansion drops
+#: other keys without a colon, so their values never reach the expanded set.
+_TERMS: Final = frozenset(
+    [
+        "type",
+        "id",
+        "member",
+        "eventTime",
+        "recordTime",
+        "eventTimeZoneOffset",
+        "action",
+        "certificationInfo",
+        "bizStep",
+        "disposition",
+        "bizLocation",
+        "readPoint",
+        "transformationID",
+        "epcList",
+        "sourceList",
+        "destinationList",
+        "persistentDisposition",
+        "quantity",
+        "epcClass",
+        "uom",
+        "quantityList",
+        "bizTransactionList",
+        "parentID",
+        "childEPCs",
+        "childQuantityList",
+        "inputEPCList",
+        "outputEPCList",
+        "inputQuantityList",
+        "outputQuantityList",
+        "sensorElementList",
+        "errorDeclaration",
+        "eventID",
+        "creationDate",
+        "sender",
+        "receiver",
+        "instanceIdentifier",
+        "schemaVersion",
+        "ilmd",
+        "epcisHeader",
+        "masterData",
+        "vocabularyList",
+        "epcisBody",
+        "queryResults",
+        "subscriptionID",
+        "queryName",
+        "resultsBody",
+        "eventList",
+        "children",
+        "baseURL",
+        "source",
+        "destination",
+        "bizTransaction",
+        "deviceID",
+        "deviceMetadata",
+        "rawData",
+        "dataProcessingMethod",
+        "time",
+        "sensorMetadata",
+        "sensorReport",
+        "startTime",
+        "endTime",
+        "bizRules",
+        "exception",
+        "coordinateReferenceSystem",
+        "microorganism",
+        "chemicalSubstance",
+        "value",
+        "component",
+        "stringValue",
+        "booleanValue",
+        "hexBinaryValue",
+        "uriValue",
+        "minValue",
+        "maxValue",
+        "meanValue",
+        "sDev",
+        "percRank",
+        "percValue",
+        "reason",
+        "correctiveEventIDs",
+        "declarationTime",
+        "set",
+        "unset",
+        "ObjectEvent",
+        "AggregationEvent",
+        "TransformationEvent",
+        "AssociationEvent",
+        "TransactionEvent",
+        "Collection",
+        "EPCISDocument",
+        "EPCISQueryDocument",
+    ]
+) | frozenset(_CONTEXT_PREFIXES)
+
+
+def _expand_curie(value: str, prefixes: Mapping[str, str]) -> str:
+    prefix, sep, rest = value.partition(":")
+    if sep and not rest.startswith("//"):
+        iri = prefixes.get(prefix)
+        if iri is not None:
+            return iri + rest
+    return value
+
+
+def _expanded_values(event: Mapping[str, Any], prefixes: Mapping[str, str]) -> set[str]:
+    """The CBV / GS1 voc URIs JSON-LD expansion of the event yields (the package's replacement set)."""
+    found: set[str] = set()
+
+    def add(value: str) -> None:
+        if value.startswith(_EXPANDED_PREFIXES):
+            found.add(value)
+
+    def visit(key: str, value: Any, parent: str) -> None:
+        if isinstance(value, list):
+            for item in value:
+                visit(key, item, parent)
+        elif isinstance(value, dict):
+            walk(value, key)
+        elif isinstance(value, str):
+            table = _VOCAB_TABLES.get(key)
+            if table is None and key == "type":
+                table = _TYPE_TABLES.get(parent, _NO_TABLE)
+            if table is not None:  # @vocab: a term of the field's table, a prefix, or a compact IRI
+                term = table.get(value)
+                if term is not None:
+                    add(term)
+                elif value in prefixes and ":" not in value:
+                    add(prefixes[value])
+                else:
+                    add(_expand_curie(value, prefixes))
+            elif key in _ID_FIELDS:
+                add(_expand_curie(value, prefixes))
+            else:
+                add(value)
+
+    def walk(obj: Mapping[str, Any], parent: str) -> None:
+        for key, value in obj.items():
+            if not isinstance(key, str) or key.startswith("@"):
+                continue
+            if ":" not in key and key not in _TERMS:
+                continue
+            visit(key, value, parent)
+
+    walk(event, "")
+    return found
+
+
+def _tails(expanded: Iterable[str]) -> dict[str, str | None]:
+    """Every tail (text after a ``-`` or ``/``) of the expanded values -> the one value it ends, or None
+    when it ends several (the package leaves such a value alone)."""
+    tails: dict[str, str | None] = {}
+    for uri in expanded:
+        seen: set[str] = set()
+        for index, char in enumerate(uri):
+            if char == "-" or char == "/":
+                tail = uri[index + 1 :]
+                if tail in seen:
+                    continue
+                seen.add(tail)
+                tails[tail] = uri if tail not in tails else None
+    return tails
+
+
+# --- step 2: the tree ----------------------------------------------------------------------------------
+
+_UNSORTED_MARKERS: Final = ("bizTransaction", "source", "destination")
+_SKIPPED_KEYS: Final = frozenset(("#text", "rdfs:comment", "comment"))
+
+
+class _Builder:
+    """JSON -> tree. Children are *not* sorted here, unlike in the package: every place that reads them
+    sorts the strings it produces (or, for bizTransaction/source/destination objects, keeps the key
+    order the package keeps), so the order of the tree cannot show in the result. The one exception,
+    a typed-list item without its id field, is sorted where it is read (:func:`_pair`)."""
+
+    __slots__ = ("key_ns", "tails", "value_ns")
+
+    def __init__(self, namespaces: dict[str, str], tails: dict[str, str | None]) -> None:
+        self.key_ns = namespaces  # prefix -> "{iri}"
+        self.value_ns = {k: v.replace("{", "").replace("}", "") for k, v in namespaces.items()}
+        self.tails = tails
+
+    def key(self, text: str) -> str:
+        if ":" in text:
+            prefix, _, rest = text.partition(":")
+            iri = self.key_ns.get(prefix)
+            if iri is not None:
+                return iri + rest
+        return text
+
+    def text(self, value: str) -> str:
+        """A JSON string as the package sees it: bare CBV value replaced, then the value's prefix."""
+        if value in self.tails:
+            value = self.tails[value] or value
+        if ":" in value:
+            prefix, _, rest = value.partition(":")
+            iri = self.value_ns.get(prefix)
+            if iri is not None:
+                return iri + rest
+        return value
+
+    def node(self, obj: Any) -> Node:
+        children: list[Node] = []
+        append = children.append
+        if isinstance(obj, list):
+            for item in obj:
+                if isinstance(item, str):
+                    append(("", self.text(item), []))
+                elif isinstance(item, (dict, list)):
+                    append(self.node(item))
+                else:
+                    append(("", str(item), []))
+            return ("", "", children)
+        if isinstance(obj, dict):
+            name: Any = ""
+            text: Any = ""
+            if "type" in obj:
+                kind = obj["type"]
+                name = (self.tails.get(kind) or kind) if isinstance(kind, str) else kind
+            if "#text" in obj:
+                raw = obj["#text"]
+                text = (self.tails.get(raw) or raw) if isinstance(raw, str) else raw
+            for key, value in obj.items():
+                if key in _SKIPPED_KEYS:
+                    continue
+                if key.startswith("@xmlns"):  # XML namespaces carried over into JSON
+                    self.key_ns[key[7:]] = "{" + str(value) + "}"
+                    self.value_ns[key[7:]] = str(value)
+                    name = self.key(name) if isinstance(name, str) else name
+                    continue
+                child_name = self.key(key)
+                if isinstance(value, str):
+                    append((child_name, self.text(value), []))
+                elif isinstance(value, list):
+                    for item in value:
+                        if isinstance(item, str):
+                            append((child_name, self.text(item), []))
+                        elif isinstance(item, (dict, list)):
+                            element = self.node(item)
+                            append((child_name, element[1], element[2]))
+                        else:
+                            append((child_name, str(item), []))
+                elif isinstance(value, dict):
+                    element = self.node(value)
+                    append((child_name, element[1], element[2]))
+                else:
+                    append((child_name, str(value), []))
+            return (name, text, children)
+        if isinstance(obj, str):
+            return ("", self.text(obj), [])
+        return ("", str(obj), [])
+
+
+# --- step 3: the XML shape -------------------------------------------------------------------------------
+
+_PAIRED_LISTS: Final = frozenset(("sourceList", "destinationList", "bizTransactionList"))
+_QUANTITY_ITEMS: Final = frozenset(("inputQuantity", "outputQuantity", "childQuantity"))
+
+
+def _is_node(item: Node) -> bool:
+    return len(item) == 3 and not isinstance(item[0], tuple)
+
+
+def _pair(fields: list[Node]) -> Node:
+    """A bizTransaction/source/destination item: its first two fields, in key order when the object has
+    its id field (the package leaves those unsorted), sorted otherwise. One field when there is no type
+    (where the package fails)."""
+    if not any(field[0] in _UNSORTED_MARKERS for field in fields):
+        fields = sorted(fields)
+    return tuple(fields[:2])
+
+
+def _reshape(node: Node) -> Node:
+    children: list[Node] = node[2]
+    lists: dict[str, list[Node]] = {}
+    kept: list[Node] = []
+    epcs: list[Node] = []
+    for child in children:
+        name = child[0]
+        if isinstance(name, str) and name.endswith("List"):
+            lists.setdefault(name, []).append((name[:-4], child[1], child[2]))
+        else:
+            kept.append(child)
+    for list_name, items in lists.items():
+        if list_name in _PAIRED_LISTS:
+            kept.append((list_name, "", [_pair(item[2]) for item in items]))
+        else:
+            kept.append((list_name, "", items))
+    children = []
+    for child in kept:
+        if child[0] == "childEPCs":
+            epcs.append(("epc", child[1], []))
+        else:
+            children.append(child)
+    if epcs:
+        children.append(("childEPCs", "", epcs))
+    reshaped = [_reshape(child) if child[2] and child[0] not in _PAIRED_LISTS else _rename(child) for child in children]
+    return _rename((node[0], node[1], reshaped))
+
+
+def _rename(node: Node) -> Node:
+    name, text, reshaped = node
+    if name == "inputEPC" or name == "outputEPC":
+        name = "epc"
+    elif name in _QUANTITY_ITEMS or (name == "quantity" and reshaped):
+        name = "quantityElement"
+    return (name, text, reshaped)
+
+
+# --- step 4: the canonical order ---------------------------------------------------------------------------
+
+Order = tuple[tuple[str, "Order | None"], ...]
+
+_QUANTITY_ORDER: Final[Order] = (("quantityElement", (("epcClass", None), ("quantity", None), ("uom", None))),)
+_SENSOR_METADATA_ORDER: Final[Order] = tuple(
+    (name, None)
+    for name in [
+        "time",
+        "startTime",
+        "endTime",
+        "deviceID",
+        "deviceMetadata",
+        "rawData",
+        "dataProcessingMethod",
+        "bizRules",
+    ]
+)
+_SENSOR_REPORT_ORDER: Final[Order] = tuple(
+    (name, None)
+    for name in [
+        "type",
+        "exception",
+        "deviceID",
+        "deviceMetadata",
+        "rawData",
+        "dataProcessingMethod",
+        "time",
+        "microorganism",
+        "chemicalSubstance",
+        "value",
+        "component",
+        "stringValue",
+        "booleanValue",
+        "hexBinaryValue",
+        "uriValue",
+        "minValue",
+        "maxValue",
+        "meanValue",
+        "sDev",
+        "percRank",
+        "percValue",
+        "uom",
+        "coordinateReferenceSystem",
+    ]
+)
+_EPC_ORDER: Final[Order] = (("epc", None),)
+#: The canonical property order. bizTransactionList, sourceList and destinationList have their place
+#: after bizLocation in the README, but the package never consumes them here (their items are pairs),
+#: so they land among the sorted remainder; they are left out of this table to the same effect.
+_PROPERTY_ORDER: Final[Order] = (
+    ("eventTime", None),
+    ("eventTimeZoneOffset", None),
+    ("certificationInfo", None),
+    ("parentID", None),
+    ("epcList", _EPC_ORDER),
+    ("inputEPCList", _EPC_ORDER),
+    ("childEPCs", _EPC_ORDER),
+    ("quantityList", _QUANTITY_ORDER),
+    ("childQuantityList", _QUANTITY_ORDER),
+    ("inputQuantityList", _QUANTITY_ORDER),
+    ("outputEPCList", _EPC_ORDER),
+    ("outputQuantityList", _QUANTITY_ORDER),
+    ("action", None),
+    ("transformationID", None),
+    ("bizStep", None),
+    ("disposition", None),
+    ("persistentDisposition", (("set", None), ("unset", None))),
+    ("readPoint", (("id", None),)),
+    ("bizLocation", (("id", None),)),
+    (
+        "sensorElementList",
+        (("sensorElement", (("sensorMetadata", _SENSOR_METADATA_ORDER), ("sensorReport", _SENSOR_REPORT_ORDER))),),
+    ),
+)
+_IGNORED_FIELDS: Final = frozenset(("recordTime", "eventID", "type", "errorDeclaration"))
+
+
+def _user_extensions(children: list[Node]) -> list[Node]:
+    """Namespaced fields of a nested standard field, taken out to follow its regular fields."""
+    if len(children) <= 1:
+        return []
+    # The package recognises the event's own level by these names (substrings, as it does) and leaves
+    # top-level extensions to the sorted remainder.
+    for child in children:
+        if "eventTime" in child[0] or "action" in child[0]:
+            return []
+    extensions = [c for c in children if "{" in c[0] and "/}" in c[0]]
+    if extensions:
+        children[:] = [c for c in children if not ("{" in c[0] and "/}" in c[0])]
+    return extensions
+
+
+def _ordered(children: list[Node], order: Order) -> str:
+    extensions = _user_extensions(children)
+    by_name: dict[Any, list[Node]] = {}
+    for child in children:
+        by_name.setdefault(child[0], []).append(child)
+    parts: list[str] = []
+    consumed = False
+    for name, sub_order in order:
+        same = by_name.get(name)
+        if same is None:
+            continue
+        values: list[str] = []
+        for child in same:
+            text = _field(child, sub_order)
+            if text:
+                values.append(text)
+            if not child[2]:
+                consumed = True
+        if values:
+            if len(values) > 1:
+                values.sort()
+            parts.extend(values)
+    if consumed:
+        names = {name for name, _ in order}
+        children[:] = [c for c in children if c[2] or c[0] not in names]
+    if extensions:
+        parts.append(_remainder(extensions))
+    return "".join(parts)
+
+
+def _field(node: Node, sub_order: Order | None) -> str:
+    nested = _ordered(node[2], sub_order) if sub_order else ""
+    name: str = node[0]
+    text = ""
+    if node[1]:
+        text = node[1].strip()
+        lowered = name.lower()
+        text = _utc_millis(text) if "time" in lowered and "offset" not in lowered else _canonical_value(text)
+        if text:
+            text = "=" + text
+    if text or nested:
+        return name + text + nested
+    return ""
+
+
+def _remainder(children: list[Node]) -> str:
+    values: list[str] = []
+    keep_order = False
+    for child in children:
+        if _is_node(child):
+            name = child[0]
+            if name == "bizTransaction" or name == "source" or name == "destination":
+                keep_order = True
+            text = child[1].strip()
+            if text:
+                text = "=" + _canonical_value(text)
+            values.append(name + text + _remainder(child[2]))
+        else:
+            values.append(_remainder(list(child)))
+    if len(children) > 1 and not keep_order:
+        values.sort()
+    return "".join(values)
+
+
+# --- step 5: values ---------------------------------------------------------------------------------------
+
+_CBV_URNS: Final = (
+    ("urn:epcglobal:cbv:bizstep:", _CBV + "BizStep-"),
+    ("urn:epcglobal:cbv:disp:", _CBV + "Disp-"),
+    ("urn:epcglobal:cbv:btt:", _CBV + "BTT-"),
+    ("urn:epcglobal:cbv:sdt:", _CBV + "SDT-"),
+    ("urn:epcglobal:cbv:er:", _CBV + "ER-"),
+)
+_NUMBER_START: Final = frozenset("0123456789+-.iInN")
+
+
+def _canonical_value(text: str) -> str:
+    if "urn:epcglobal:cbv:" in text:
+        for urn, uri in _CBV_URNS:
+            text = text.replace(urn, uri)
+    if text and (text[0] in _NUMBER_START or not text[0].isascii()):
+        try:
+            number: float | int = float(text)
+        except ValueError:
+            pass
+        else:
+            try:
+                if int(number) == number:
+                    number = int(number)
+                text = str(number)
+            except (ValueError, OverflowError):  # nan, inf: left as written
+                pass
+    link = canonical_digital_link(text)
+    return text if link is None else link
+
+
+_TIMESTAMP = re.compile(
+    r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d)(?::(\d\d)(?:[.,](\d+))?)?\s*(?:([Zz])|([+-])(\d\d)(?::?(\d\d))?)?"
+)
+
+
+def _utc_millis(text: str) -> str:
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC; microseconds (digits beyond the sixth dropped) round half-even
+    to milliseconds. Text that is not a timestamp is returned unchanged."""
+    match = _TIMESTAMP.fullmatch(text)
+    try:
+        if match is None:
+            moment = datetime.fromisoformat(text)
+            micro = moment.microsecond
+            moment = moment.replace(microsecond=0)
+        else:
+            year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
+            zone = UTC
+            if sign:
+                offset = timedelta(hours=int(off_h), minutes=int(off_m or 0))
+                zone = timezone(-offset if sign == "-" else offset)
+            moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0), tzinfo=zone)
+            micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
+    except (ValueError, OverflowError):
+        return text
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    millis, rest = divmod(micro, 1000)
+    if rest > 500 or (rest == 500 and millis % 2):
+        millis += 1
+    try:
+        moment = (moment + timedelta(milliseconds=millis)).astimezone(UTC)
+    except OverflowError:
+        return text
+    return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:" + (
+        f"{moment.second:02d}.{moment.microsecond // 1000:03d}Z"
+    )
+
+
+# --- EPC URNs and Digital Link URIs -> constrained canonical Digital Link -----------------------------------
+
+_DL: Final = "https://id.gs1.org/"
+# One character of an EPC URN serial/lot/reference (EPC Tag Data Standard): letters, digits, some
+# punctuation, or a percent-escape of the printable ASCII characters the URN form must escape.
+_X = r"(?:%2[125-9A-Fa-f]|%3[0-9A-Fa-f]|%4[1-9A-Fa-f]|%5[0-9AaFf]|%6[1-9A-Fa-f]|%7[0-9Aa]|[!')(*+,.0-9:;=A-Za-z_-])"
+_X_RUN = re.compile(_X + "+")
+# A CPI component reference character.
+_CPI_RUN = re.compile(r"(?:%2[3dfDF]|%3[0-9]|%4[1-9A-Fa-f]|%5[0-9Aa]|[0-9A-Z-])+")
+_DIGITS = re.compile(r"\d+")
+_CP_REF = re.compile(r"(\d{6,12})\.(\d*)")
+
+
+def gs1_check_digit_int(digits: str) -> int:
+    """The GS1 mod-10 check digit of ``digits`` (the key without it)."""
+    total = 0
+    weight = 3
+    for ch in reversed(digits):
+        total += int(ch) * weight
+        weight = 4 - weight
+    return (10 - total % 10) % 10
+
+
+def _with_check(digits: str) -> str:
+    return digits + str(gs1_check_digit_int(digits))
+
+
+def _dl_escape(value: str) -> str:
+    # Only these are escaped by the package; an EPC URN already carries the rest escaped.
+    return (
+        value.replace("!", "%21")
+        .replace("(", "%28")
+        .replace(")", "%29")
+        .replace("*", "%2A")
+        .replace("+", "%2B")
+        .replace(",", "%2C")
+        .replace(":", "%3A")
+    )
+
+
+def _runs(pattern: re.Pattern[str], text: str, low: int, high: int) -> bool:
+    return low <= len(text) and pattern.fullmatch(text) is not None and _count(pattern, text) <= high
+
+
+def _count(pattern: re.Pattern[str], text: str) -> int:
+    # characters of a run, a percent-escape counting as one
+    return len(text) - 2 * text.count("%")
+
+
+def _split_key(rest: str, digits: int, *, extra_dot_for_12: bool = False) -> tuple[str, str, str] | None:
+    """``companyPrefix.reference`` at the start of ``rest``: (prefix, reference, what follows).
+
+    The reference has ``digits - len(prefix)`` digits. ``extra_dot_for_12``: the package's patterns for
+    some keys want one more ``.`` when the prefix has 12 digits (and so the reference none).
+    """
+    match = _CP_REF.match(rest)
+    if match is None:
+        return None
+    prefix = match.group(1)
+    size = digits - len(prefix)
+    if size < 0:
+        return None
+    ref = rest[len(prefix) + 1 : len(prefix) + 1 + size]
+    if len(ref) != size or (size and _DIGITS.fullmatch(ref) is None):
+        return None
+    after = rest[len(prefix) + 1 + size :]
+    if extra_dot_for_12 and len(prefix) == 12:
+        if not after.startswith("."):
+            return None
+        after = after[1:]
+    return prefix, ref, after
+
+
+def _gtin(prefix: str, ref: str) -> str:
+    return _with_check(ref[0] + prefix + ref[1:])
+
+
+def _urn_to_dl(uri: str) -> str | None:  # noqa: C901 - one branch per EPC scheme
+    scheme, _, rest = uri[len("urn:epc:") :].partition(":")
+    if scheme == "id":
+        kind, _, rest = rest.partition(":")
+        if kind == "sgtin":
+            key = _split_key(rest, 13)
+            if key and key[2][:1] == "." and _runs(_X_RUN, key[2][1:], 1, 20):
+                return _DL + "01/" + _gtin(key[0], key[1]) + "/21/" + _dl_escape(key[2][1:])
+        elif kind == "sscc":
+            key = _split_key(rest, 17)
+            if key and not key[2]:
+                return _DL + "00/" + _with_check(key[1][0] + key[0] + key[1][1:])
+        elif kind == "sgln":
+            key = _split_key(rest, 12)
+            if key and key[2][:1] == "." and _runs(_X_RUN, key[2][1:], 1, 20):
+                gln = _with_check(key[0] + key[1])
+                ext = key[2][1:]
+                return _DL + "414/" + gln + ("" if ext == "0" else "/254/" + _dl_escape(ext))
+        elif kind == "grai":
+            key = _split_key(rest, 12, extra_dot_for_12=True)
+            if key and key[2][:1] == "." and _runs(_X_RUN, key[2][1:], 1, 16):
+                serial = rest[14:]
+                return _DL + "8003/" + _with_check("0" + key[0] + key[1]) + _dl_escape(serial)
+        elif kind == "giai":
+            match = _CP_REF.match(rest)
+            if match:
+                prefix = match.group(1)
+                ref = rest[len(prefix) + 1 :]
+                if _runs(_X_RUN, ref, 1, 30 - len(prefix)):
+                    return _DL + "8004/" + prefix + _dl_escape(ref)
+        elif kind in ("gsrn", "gsrnp"):
+            key = _split_key(rest, 17)
+            if key and not key[2]:
+                return _DL + ("8018/" if kind == "gsrn" else "8017/") + _with_check(key[0] + key[1])
+        elif kind == "gdti":
+            key = _split_key(rest, 12, extra_dot_for_12=True)
+            if key and _runs(_X_RUN, key[2], 1, 20):
+                return _DL + "253/" + _with_check(key[0] + key[1]) + _dl_escape(rest[14:])
+        elif kind == "cpi":
+            match = _CP_REF.match(rest)
+            if match:
+                prefix = match.group(1)
+                body, dot, serial = rest[len(prefix) + 1 :].rpartition(".")
+                if (
+                    dot
+                    and _runs(_CPI_RUN, body, 1, 30 - len(prefix))
+                    and _DIGITS.fullmatch(serial)
+                    and len(serial) <= 12
+                ):
+                    return _DL + "8010/" + _dl_escape(prefix + body) + "/8011/" + serial
+        elif kind == "sgcn":
+            key = _split_key(rest, 12)
+            if key and key[2][:1] == "." and _DIGITS.fullmatch(key[2][1:]) and len(key[2]) <= 13:
+                return _DL + "255/" + _with_check(key[0] + key[1]) + key[2][1:]
+        elif kind == "ginc":
+            match = _CP_REF.match(rest)
+            if match:
+                prefix = match.group(1)
+                ref = rest[len(prefix) + 1 :]
+                if _runs(_X_RUN, ref, 1, 30 - len(prefix)):
+                    return _DL + "401/" + prefix + _dl_escape(ref)
+        elif kind == "gsin":
+            key = _split_key(rest, 16)
+            if key and not key[2]:
+                return _DL + "402/" + _with_check(key[0] + key[1])
+        elif kind == "itip":
+            key = _split_key(rest, 13)
+            if key:
+                tail = key[2]
+                if (
+                    len(tail) >= 8
+                    and tail[0] == "."
+                    and tail[3] == "."
+                    and tail[6] == "."
+                    and _DIGITS.fullmatch(tail[1:3] + tail[4:6])
+                    and _runs(_X_RUN, tail[7:], 1, 20)
+                ):
+                    return _DL + "8006/" + _gtin(key[0], key[1]) + tail[1:3] + tail[4:6] + "/21/" + _dl_escape(tail[7:])
+        elif kind == "upui":
+            key = _split_key(rest, 13)
+            if key and key[2][:1] == "." and _runs(_X_RUN, key[2][1:], 1, 28):
+                return _DL + "01/" + _gtin(key[0], key[1]) + "/235/" + _dl_escape(key[2][1:])
+        elif kind == "pgln":
+            key = _split_key(rest, 12)
+            if key and not key[2]:
+                return _DL + "417/" + _with_check(key[0] + key[1])
+    elif scheme == "class":
+        kind, _, rest = rest.partition(":")
+        if kind == "lgtin":
+            key = _split_key(rest, 13)
+            if key and key[2][:1] == "." and _runs(_X_RUN, key[2][1:], 1, 20):
+                return _DL + "01/" + _gtin(key[0], key[1]) + "/10/" + _dl_escape(key[2][1:])
+    elif scheme == "idpat":
+        kind, _, rest = rest.partition(":")
+        if kind in ("sgtin", "upui"):
+            key = _split_key(rest, 13)
+            if key and key[2] == ".*":
+                return _DL + "01/" + _gtin(key[0], key[1])
+        elif kind in ("grai", "gdti", "sgcn"):
+            key = _split_key(rest, 12, extra_dot_for_12=True)
+            if key and key[2] == ".*":
+                if kind == "grai":
+                    return _DL + "8003/" + _with_check("0" + key[0] + key[1])
+                return _DL + ("253/" if kind == "gdti" else "255/") + _with_check(key[0] + key[1])
+        elif kind == "cpi":
+            match = _CP_REF.match(rest)
+            if match and rest.endswith(".*"):
+                prefix = match.group(1)
+                body = rest[len(prefix) + 1 : -2]
+                if _runs(_CPI_RUN, body, 1, 30 - len(prefix)):
+                    return _DL + "8010/" + _dl_escape(prefix + body)
+        elif kind == "itip":
+            key = _split_key(rest, 13)
+            if key:
+                tail = key[2]
+                if (
+                    len(tail) == 8
+                    and tail[0] == "."
+                    and tail[3] == "."
+                    and tail[6:] == ".*"
+                    and _DIGITS.fullmatch(tail[1:3] + tail[4:6])
+                ):
+                    return _DL + "8006/" + _gtin(key[0], key[1]) + tail[1:3] + tail[4:6]
+    return None
+
+
+_DL_KEYS = "01|gtin|8006|itip|8010|cpid|414|gln|417|party|8017|gsrnp|8018|gsrn|255|gcn|00|sscc|253|gdti|401|ginc|402|gsin|8003|grai|8004|giai"  # noqa: E501
+_DL_SHAPE = re.compile(rf"https?:(?:[^?#]*/(?:{_DL_KEYS})/\d{{4}}[^/]|(?://[^/?#]*)?/[A-Za-z_-]{{10}}$)")
+_SHORT_NAMES: Final = (
+    ("/gtin/", "/01/"),
+    ("/itip/", "/8006/"),
+    ("/cpid/", "/8010/"),
+    ("/gln/", "/414/"),
+    ("/party/", "/417/"),
+    ("/gsrnp/", "/8017/"),
+    ("/gsrn/", "/8018/"),
+    ("/gcn/", "/255/"),
+    ("/sscc/", "/00/"),
+    ("/gdti/", "/253/"),
+    ("/ginc/", "/401/"),
+    ("/gsin/", "/402/"),
+    ("/grai/", "/8003/"),
+    ("/giai/", "/8004/"),
+    ("/cpv/", "/22/"),
+    ("/lot/", "/10/"),
+    ("/ser/", "/21/"),
+)
+# ``.`` unescaped on purpose: the package's patterns accept any character there too.
+_ON_CANONICAL_HOST = re.compile(
+    r"https://id.gs1.org/(?:01|8006|8010|414|417|8017|8018|255|00|253|401|402|8003|8004)/\d{4}[^/]"
+)
+#: The primary keys, in the order the package looks for them on another host.
+_REHOST_KEYS: Final = (
+    "/00/", "/01/", "/253/", "/255/", "/401/", "/402/", "/414/", "/417/",
+    "/8003/", "/8004/", "/8006/", "/8010/", "/8017/", "/8018/",
+)  # fmt: skip
+_C = r"[\x22\x27\x2D\x2E\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]"
+_C_SLASH = r"[\x22\x27\x2D\x2E\x2F\x30-\x39\x3B-\x3F\x41-\x5A\x5F\x61-\x7A]"
+_GTIN14 = re.compile(r"https://id.gs1.org/01/\d{14}")
+_GTIN13 = re.compile(r"https://id.gs1.org/01/\d{13}")
+_GTIN12 = re.compile(r"https://id.gs1.org/01/\d{12}")
+_GTIN8 = re.compile(r"https://id.gs1.org/01/\d{8}")
+_CPV_LAST = re.compile(rf"https://id.gs1.org/(?:8006/\d{{18}}|01/\d{{14}})/22/{_C}{{0,20}}$")
+_CPV_BEFORE = re.compile(rf"https://id.gs1.org/(?:8006/\d{{18}}|01/\d{{14}})/22/{_C_SLASH}{{0,20}}$")
+_LOT_AND_SERIAL = re.compile(rf"https://id.gs1.org/(?:8006/\d{{18}}|01/\d{{14}})/10/{_C}{{0,20}}/21/{_C}{{0,20}}$")
+_CPI = r"[\x23\x2D\x2F\x30-\x39\x41-\x5A]"
+_CONSTRAINED = re.compile(
+    r"https://id.gs1.org/(?:"
+    + "|".join(
+        (
+            r"00/\d{18}",
+            rf"01/\d{{14}}(?:/21/{_C}{{0,20}}|/10/{_C}{{0,20}}|/235/{_C}{{0,28}})?",
+            rf"253/\d{{13}}{_C}{{0,17}}",
+            r"255/\d{13}\d{0,12}",
+            rf"401/{_C}{{0,30}}",
+            r"402/\d{17}",
+            rf"414/\d{{13}}(?:/254/{_C}{{0,20}})?",
+            r"417/\d{13}",
+            rf"8003/\d{{14}}{_C}{{0,16}}",
+            rf"8004/{_C}{{0,30}}",
+            rf"8006/\d{{18}}(?:/21/{_C}{{0,20}}|/10/{_C}{{0,20}})?",
+            rf"8010/{_CPI}{{0,30}}(?:/8011/\d{{0,12}})?",
+            r"8017/\d{18}",
+            r"8018/\d{18}",
+        )
+    )
+    + r")$"
+)
+
+
+def _dl_to_canonical(uri: str) -> str | None:
+    if _DL_SHAPE.match(uri) is None:
+        return None
+    query = uri.find("?")
+    if query >= 0:
+        uri = uri[:query]
+    for short, ai in _SHORT_NAMES:
+        if short in uri:
+            uri = uri.replace(short, ai)
+    if _ON_CANONICAL_HOST.match(uri) is None:
+        for key in _REHOST_KEYS:
+            at = uri.find(key)
+            if at != -1:
+                uri = "https://id.gs1.org" + uri[at:]
+                break
+    if _GTIN14.match(uri) is None:
+        if _GTIN13.match(uri):
+            uri = uri.replace("/01/", "/01/0")
+        elif _GTIN12.match(uri):
+            uri = uri.replace("/01/", "/01/00")
+        elif _GTIN8.match(uri):
+            uri = uri.replace("/01/", "/01/000000")
+    after_cpv = uri[uri.find("/22/") + 4 :]
+    if _CPV_LAST.match(uri):
+        uri = uri[: uri.find("/22/")] + after_cpv[after_cpv.find("/") : -1]
+    if _CPV_BEFORE.match(uri):
+        uri = uri[: uri.find("/22/")] + after_cpv[after_cpv.find("/") :]
+    if _LOT_AND_SERIAL.match(uri):
+        after_lot = uri[uri.find("/10/") + 4 :]
+        uri = uri[: uri.find("/10/")] + after_lot[after_lot.find("/") :]
+    return uri if _CONSTRAINED.match(uri) else None
+
+
+def canonical_digital_link(value: str) -> str | None:
+    """The constrained canonical GS1 Digital Link of an EPC URN, EPC class/pattern URN or Digital Link URI.
+
+    ``https://id.gs1.org`` host, no query string, only the finest identification (a serial wins over a
+    lot, no CPV); GTIN-8/12/13 padded to 14 digits; URN check digits computed. ``None`` for anything
+    else (including values the reference normaliser would not convert). Pure; never raises.
+    """
+    if "." not in value:
+        return None
+    if value.startswith("urn:epc:"):
+        return _urn_to_dl(value)
+    if value.startswith("http"):
+        return _dl_to_canonical(value)
+    return None
+
+
+# --- the pre-hash string ---------------------------------------------------------------------------------
+
+
+def _namespaces(context: Iterable[Any]) -> dict[str, str]:
+    namespaces: dict[str, str] = {}
+    for item in context:
+        if isinstance(item, str):
+            namespaces[item] = "{" + item + "}"
+        elif isinstance(item, dict):
+            for key, value in item.items():
+                if isinstance(value, str):
+                    namespaces[key] = "{" + value + "}"
+                elif isinstance(value, dict) and isinstance(value.get("@id"), str):
+                    namespaces[key] = "{" + value["@id"] + "}"
+    return namespaces
+
+
+def prehash_string(event: Mapping[str, Any], context: Iterable[Any]) -> str:
+    """The canonical pre-hash string of one JSON-LD event (its ``@context`` already merged into
+    ``context``, a list of context entries). Pure; raises only TypeError/AttributeError for a tree the
+    algorithm cannot read (the caller reports those as invalid input)."""
+    context = list(context)
+    namespaces = _namespaces(context)
+    prefixes = dict(_CONTEXT_PREFIXES)
+    for item in context:
+        if isinstance(item, dict):
+            for key, value in item.items():
+                if isinstance(value, str) and not key.startswith("@"):
+                    prefixes[key] = value
+    builder = _Builder(namespaces, _tails(_expanded_values(event, prefixes)))
+    root = _reshape(builder.node(event))
+    children: list[Node] = root[2]
+    ordered = _ordered(children, _PROPERTY_ORDER)
+    rest = [child for child in children if child[0] not in _IGNORED_FIELDS]
+    return "eventType=" + str(root[0]) + ordered + (_remainder(rest) if rest else "")
