@@ -6,6 +6,7 @@ import json
 import sys
 from typing import Annotated
 
+import httpx
 import typer
 from sqlmodel import Session
 
@@ -14,6 +15,8 @@ from tracer.chain.client import ChainClient
 from tracer.config import Settings
 from tracer.exceptions import TracerError
 from tracer.service import open_store
+from tracer.store.database import get_meta
+from tracer.verify import Status, verify_bundle
 
 app = typer.Typer(help="tracer: blockchain-backed goods traceability for bonded imports.", no_args_is_help=True)
 actor_app = typer.Typer(help="Manage actors (the parties that write to the registry).", no_args_is_help=True)
@@ -48,6 +51,67 @@ def actor_add(
         _fail(str(exc))
     json.dump(public, sys.stdout)
     sys.stdout.write("\n")
+
+
+@app.command()
+def verify(
+    source: Annotated[str, typer.Argument(help="a proof bundle (JSON file) or a scan URL")],
+    rpc: Annotated[str | None, typer.Option(help="any node of the chain (default: the service's)")] = None,
+    registry: Annotated[
+        str | None, typer.Option(help="the registry you trust (default: the local configuration); never the bundle's")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the verdict as JSON")] = False,
+) -> None:
+    """Check a proof bundle against the chain alone: exit 0 verified, 1 tampered, 2 error, 3 pending/unverifiable."""
+    settings = Settings()
+    try:
+        bundle = _load_bundle(source)
+        trusted = registry or settings.registry_address or _configured_registry(settings)
+        if not trusted:
+            _fail("name the registry you trust with --registry 0x…", code=2)
+        client = ChainClient.connect(rpc or settings.effective_rpc_url, address=trusted)
+        verdict = verify_bundle(bundle, client=client)
+    except (TracerError, OSError, ValueError, httpx.HTTPError) as exc:
+        _fail(str(exc), code=2)
+    if as_json:
+        json.dump(
+            {**verdict.public(), "events": [vars(check) | {"status": check.status.value} for check in verdict.checks]},
+            sys.stdout,
+            default=str,
+        )
+        sys.stdout.write("\n")
+    else:
+        typer.echo(f"{verdict.status.value}: {verdict.reason}")
+        for check in verdict.checks:
+            typer.echo(f"  event {check.seq}: {check.status.value} - {check.reason}")
+    raise typer.Exit(_EXIT_CODES[verdict.status])
+
+
+_EXIT_CODES = {Status.VERIFIED: 0, Status.TAMPERED: 1, Status.PENDING: 3, Status.UNVERIFIABLE: 3}
+
+
+def _load_bundle(source: str) -> dict[str, object]:
+    """The bundle in a file, or downloaded through a scan URL (the only call to an API)."""
+    if source.startswith(("http://", "https://")):
+        headers = {"Accept": "application/json"}
+        document = httpx.get(source, headers=headers, timeout=30, follow_redirects=True).raise_for_status().json()
+        if "links" in document:
+            document = httpx.get(document["links"]["proof"], headers=headers, timeout=30).raise_for_status().json()
+    else:
+        with open(source, encoding="utf-8") as handle:
+            document = json.load(handle)
+    if not isinstance(document, dict):
+        raise ValueError(f"{source} is not a proof bundle (a JSON object)")
+    return document
+
+
+def _configured_registry(settings: Settings) -> str | None:
+    """The registry this machine's service deployed, from its database (no API involved)."""
+    if not settings.data_dir.exists() and settings.database_url is None:
+        return None
+    engine, _ = open_store(settings)
+    with Session(engine) as session:
+        return get_meta(session, "registry_address")
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
+from typing import Any, Protocol
 
 from tracer.chain.client import ChainClient, RecordedEvent
 from tracer.epcis import event_hash, event_hash_bytes
-from tracer.exceptions import ChainUnavailable, TracerError
+from tracer.exceptions import ChainUnavailable, InvalidInput, TracerError
 
 
 class Status(StrEnum):
@@ -68,8 +68,11 @@ class Verification:
         }
 
 
-def compare_with_chain(events: Sequence[StoredEvent], recorded: Sequence[RecordedEvent]) -> Verification:
-    """Compares stored events with the registry's log of the lot (pure: no I/O)."""
+def compare_with_chain(
+    events: Sequence[StoredEvent], recorded: Sequence[RecordedEvent], *, holder: str = "the database"
+) -> Verification:
+    """Compares stored events with the registry's log of the lot (pure: no I/O); ``holder`` names where
+    the events came from, for the reasons."""
     on_chain = {r.seq: r for r in recorded}
     checks: list[EventCheck] = []
     for event in events:
@@ -109,7 +112,7 @@ def compare_with_chain(events: Sequence[StoredEvent], recorded: Sequence[Recorde
                 )
             )
     for seq in sorted(on_chain):
-        checks.append(EventCheck(seq, None, Status.TAMPERED, f"event {seq} is on chain but missing from the database"))
+        checks.append(EventCheck(seq, None, Status.TAMPERED, f"event {seq} is on chain but missing from {holder}"))
     return _summarise(checks)
 
 
@@ -148,3 +151,77 @@ def _summarise(checks: list[EventCheck]) -> Verification:
 
 def _now() -> datetime:
     return datetime.now(UTC)
+
+
+# -- proof bundles ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _BundledEvent:
+    """An event of a proof bundle, seen as verification sees a stored event."""
+
+    seq: int
+    payload: str
+    context: str | None
+    status: str
+    claimed_tx: str | None
+
+
+def verify_bundle(bundle: dict[str, object], *, client: ChainClient) -> Verification:
+    """Checks a proof bundle against the registry ``client`` trusts (never the registry the bundle names).
+
+    Catches an edited event, a dropped or added one (per-lot sequence, and the hash chain the registry
+    holds), an anchor that names another transaction, and a bundle made against another registry or
+    chain. Raises InvalidInput when the bundle is not one.
+    """
+    events, lot_id = _bundled_events(bundle)
+    try:
+        recorded = client.lot_events(lot_id)
+        chain_id = client.chain_id
+    except ChainUnavailable as exc:
+        return Verification(Status.UNVERIFIABLE, f"the chain could not be read: {exc.reason}", _now(), 0)
+    verdict = compare_with_chain(events, recorded, holder="the bundle")
+    problems = [check.reason for check in verdict.checks if check.status is Status.TAMPERED]
+    if str(bundle.get("registry", "")).lower() != client.address.lower():
+        problems.insert(0, f"the bundle was made against registry {bundle.get('registry')}, not {client.address}")
+    if bundle.get("chain_id") != chain_id:
+        problems.insert(0, f"the bundle was made for chain {bundle.get('chain_id')}, not chain {chain_id}")
+    logged_tx = {r.seq: r.tx_hash.lower() for r in recorded}
+    for event in events:
+        if event.claimed_tx and event.seq in logged_tx and event.claimed_tx.lower() != logged_tx[event.seq]:
+            problems.append(
+                f"event {event.seq}'s anchor names transaction {event.claimed_tx}, not the one that logged it"
+            )
+    if problems:
+        return Verification(
+            Status.TAMPERED, "; ".join(problems), verdict.checked_at, verdict.events_checked, verdict.checks
+        )
+    return verdict
+
+
+def _bundled_events(bundle: dict[str, object]) -> tuple[list[_BundledEvent], str]:
+    raw_events = bundle.get("events")
+    lot_id = bundle.get("lot_id")
+    if not isinstance(raw_events, list) or not isinstance(lot_id, str):
+        raise InvalidInput("not a tracer proof bundle: it needs lot_id and events", pointer="")
+    events = []
+    for index, item in enumerate(raw_events):
+        if (
+            not isinstance(item, dict)
+            or not isinstance(item.get("seq"), int)
+            or not isinstance(item.get("event"), dict)
+        ):
+            raise InvalidInput("each bundled event needs seq and event", pointer=f"/events/{index}")
+        raw_anchor = item.get("anchor")
+        anchor: dict[str, Any] = raw_anchor if isinstance(raw_anchor, dict) else {}
+        context = item.get("context")
+        events.append(
+            _BundledEvent(
+                seq=item["seq"],
+                payload=json.dumps(item["event"]),
+                context=None if context is None else json.dumps(context),
+                status=str(anchor.get("status", "pending")),
+                claimed_tx=anchor.get("txHash"),
+            )
+        )
+    return events, lot_id

@@ -147,14 +147,24 @@ def _event_summary(event: Event) -> dict[str, Any]:
 
 
 def proof_bundle(*, session: Session, registry: str, chain_id: int, lot: Lot, path: str) -> dict[str, Any]:
-    """Everything needed to check ``lot``'s chain against any node: events, hashes, anchors, registry."""
+    """Everything needed to check ``lot``'s chain against any node: events, hashes, anchors, registry.
+
+    ``context`` is the capture document's ``@context`` of a captured event (None: the default one).
+    """
     return {
+        "format": "tracer-proof-bundle/1",
         "subject": path,
         "registry": registry,
         "chain_id": chain_id,
         "lot_id": lot.lot_id,
         "events": [
-            {"seq": e.seq, "event": json.loads(e.payload), "eventID": e.event_hash, "anchor": anchor(e)}
+            {
+                "seq": e.seq,
+                "event": json.loads(e.payload),
+                "context": json.loads(e.context) if e.context else None,
+                "eventID": e.event_hash,
+                "anchor": anchor(e),
+            }
             for e in lot_events(session=session, lot=lot)
         ],
     }

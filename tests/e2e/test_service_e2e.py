@@ -3,6 +3,7 @@ supervised anvil with one-second blocks, restarted cleanly and after hard kills.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -185,3 +186,42 @@ def test_the_node_stopping_scans_unverifiable(service: Service) -> None:
     assert service.scan(scan_url)["verification"]["status"] == "unverifiable"
     health = httpx.get(f"http://127.0.0.1:{service.port}/healthz", timeout=5)
     assert health.status_code == 200 and health.json()["status"] == "degraded"
+
+
+def test_a_saved_bundle_verifies_with_the_api_stopped_against_a_node_by_url(tmp_path: Path, anvil: str) -> None:
+    service = Service(tmp_path / "data-url")
+    service.env["TRACER_RPC_URL"] = anvil  # any node by URL: no embedded chain
+    try:
+        health = service.start()
+        demo = subprocess.run(
+            [sys.executable, str(PROJECT_ROOT / "scripts/demo.py")], env=service.env, capture_output=True, timeout=300
+        )
+        assert demo.returncode == 0, demo.stderr.decode()
+        scan = service.scan(demo.stdout.decode().strip().splitlines()[-1])
+        bundle = httpx.get(scan["links"]["proof"], timeout=30).json()
+    finally:
+        service.stop()
+    saved = tmp_path / "bundle.json"
+    saved.write_text(json.dumps(bundle))
+    verify = [
+        sys.executable,
+        "-m",
+        "tracer.cli",
+        "verify",
+        str(saved),
+        "--rpc",
+        anvil,
+        "--registry",
+        health["registry"],
+    ]
+    honest = subprocess.run(verify, capture_output=True, timeout=120, env=service.env)
+    assert honest.returncode == 0, honest.stdout.decode() + honest.stderr.decode()
+    assert honest.stdout.decode().startswith("verified")
+
+    bundle["events"][3]["event"]["eventTime"] = "2020-01-01T00:00:00.000Z"
+    saved.write_text(json.dumps(bundle))
+    edited = subprocess.run(verify, capture_output=True, timeout=120, env=service.env)
+    assert edited.returncode == 1 and "event 3" in edited.stdout.decode()
+
+    missing = subprocess.run([*verify[:4], str(tmp_path / "nope.json"), *verify[5:]], capture_output=True, timeout=60)
+    assert missing.returncode == 2

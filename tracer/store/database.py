@@ -37,7 +37,10 @@ def create_db_engine(url: str) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _sqlite_begin(connection):  # type: ignore[no-untyped-def]
-        connection.exec_driver_sql("BEGIN")
+        # IMMEDIATE: take the write lock up front, so a transaction that reads and then writes waits its
+        # turn (busy timeout) instead of failing with "database is locked" when another writer got there
+        # first; SQLite serialises writers anyway. PostgreSQL is the store for concurrent production load.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 
