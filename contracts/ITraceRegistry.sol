@@ -114,7 +114,8 @@ interface ITraceRegistry {
     /// @notice One event of a signed batch (EIP-712 type `Op`). Field use per action:
     /// Declare: amount = declared quantity; Entry: amount = counted quantity; Inspection: amount = result;
     /// Split: subject = parcel id, amount = quantity; Document: subject = parcel id, amount = kind,
-    /// data = commitment; Release, Delivery: subject = parcel id; Observe: subject = the lot or one of its parcels.
+    /// data = commitment; Release, Delivery: subject = parcel id; Observe: subject = one of the lot's parcels, or zero (or the
+    /// lot id) for the lot itself.
     /// Unused fields are ignored (sign them as zero).
     struct SignedOp {
         uint8 action;
@@ -318,7 +319,8 @@ interface ITraceRegistry {
     ) external returns (uint256 recorded);
 
     /// @notice Records an observation (a WMS count, picking, a temperature log, a transit scan) on a lot's chain
-    /// without changing its state (warehouse, carrier or customs). `subject` is the lot or one of its parcels.
+    /// without changing its state (warehouse, carrier or customs). `subject` is one of the lot's parcels, or zero
+    /// (or the lot id) for the lot itself; the log names the lot id then.
     function recordObservation(bytes32 lotId, uint64 seq, bytes32 subject, bytes32 eventHash) external;
 
     /// @notice Declares a new lot (enterprise) with its HS code under low-risk range `rangeId`.

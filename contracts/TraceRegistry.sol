@@ -182,22 +182,39 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
     ) external whenNotPaused returns (uint256 recorded) {
         if (block.timestamp > batch.deadline) revert TraceRegistrySignatureExpired(batch.deadline, block.timestamp);
         address signer = batch.signer;
-        (address recovered, , ) = ECDSA.tryRecover(_hashTypedDataV4(_hashBatch(batch)), signature);
-        if (recovered != signer || signer == address(0)) revert TraceRegistryInvalidSignature(signer, recovered);
-
+        bool observer = false; // the signer's observer role, checked once per batch
         uint256 groups = batch.lots.length;
+        bytes32[] memory groupHashes = new bytes32[](groups);
+        // One pass hashes each group and applies it; the signature is checked after the pass and a bad one
+        // reverts everything (no external call happens in between), which spares reading the calldata twice.
         for (uint256 g = 0; g < groups; ++g) {
             LotOps calldata group = batch.lots[g];
+            groupHashes[g] = _hashLotOps(group);
             if (g < priorHeads.length && _isRecordedGroup(group, priorHeads[g])) {
                 emit EventsAlreadyRecorded(group.lotId, group.seq, uint64(group.ops.length));
                 continue;
             }
             uint256 count = group.ops.length;
-            for (uint256 i = 0; i < count; ++i) {
-                _apply(signer, group.lotId, group.seq + uint64(i), group.ops[i]);
+            uint256 i = 0;
+            while (i < count) {
+                if (group.ops[i].action == uint8(Action.Observe)) {
+                    if (!observer) {
+                        _checkObserver(signer);
+                        observer = true;
+                    }
+                    i = _observeRun(signer, group, i);
+                } else {
+                    _apply(signer, group.lotId, group.seq + uint64(i), group.ops[i]);
+                    ++i;
+                }
             }
             recorded += count;
         }
+        bytes32 structHash = keccak256(
+            abi.encode(BATCH_TYPEHASH, signer, batch.deadline, keccak256(abi.encodePacked(groupHashes)))
+        );
+        (address recovered, , ) = ECDSA.tryRecover(_hashTypedDataV4(structHash), signature);
+        if (recovered != signer || signer == address(0)) revert TraceRegistryInvalidSignature(signer, recovered);
     }
 
     /// @inheritdoc ITraceRegistry
@@ -618,14 +635,48 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
     }
 
     function _observe(address author, bytes32 lotId, uint64 seq, bytes32 subject, bytes32 eventHash) private {
-        if (!hasRole(WAREHOUSE_ROLE, author) && !hasRole(CARRIER_ROLE, author) && !hasRole(CUSTOMS_ROLE, author)) {
-            revert AccessControlUnauthorizedAccount(author, WAREHOUSE_ROLE);
-        }
+        _checkObserver(author);
         LotRecord storage lot = _existingLot(lotId);
         _checkSeq(lotId, lot, seq);
-        if (subject != lotId) _parcelOfLot(subject, lotId);
+        if (subject == bytes32(0)) subject = lotId;
+        else if (subject != lotId) _parcelOfLot(subject, lotId);
 
         _append(author, lotId, lot, seq, Step.Observed, subject, eventHash);
+    }
+
+    /// @dev Observations are recorded by a warehouse, a carrier or customs.
+    function _checkObserver(address account) private view {
+        if (!hasRole(WAREHOUSE_ROLE, account) && !hasRole(CARRIER_ROLE, account) && !hasRole(CUSTOMS_ROLE, account)) {
+            revert AccessControlUnauthorizedAccount(account, WAREHOUSE_ROLE);
+        }
+    }
+
+    /// @dev Records the run of consecutive Observe operations of `group` that starts at `start`, with the checks
+    /// of {_observe}, reading the lot once and writing its sequence number and head once; returns the index
+    /// after the run. (The logs go out in the loop, before the two writes that conclude it: no call in between.)
+    /// The signer's role is checked by the caller; a lot exists exactly when its head is not zero (the head is a
+    /// keccak256 output from the declaration on), which spares reading the lot's first slot.
+    function _observeRun(address signer, LotOps calldata group, uint256 start) private returns (uint256 end) {
+        bytes32 lotId = group.lotId;
+        LotRecord storage lot = _lots[lotId];
+        bytes32 head = lot.head;
+        if (head == bytes32(0)) revert TraceRegistryUnknownLot(lotId);
+        uint64 seq = group.seq + uint64(start);
+        _checkSeq(lotId, lot, seq);
+        uint256 count = group.ops.length;
+        for (end = start; end < count; ++end) {
+            SignedOp calldata op = group.ops[end];
+            if (op.action != uint8(Action.Observe)) break;
+            bytes32 subject = op.subject;
+            if (subject == bytes32(0)) subject = lotId;
+            else if (subject != lotId) _parcelOfLot(subject, lotId);
+            bytes32 eventHash = op.eventHash;
+            head = keccak256(abi.encodePacked(head, eventHash));
+            emit EventRecorded(lotId, seq, signer, Step.Observed, subject, eventHash, head);
+            ++seq;
+        }
+        lot.lastSeq = uint32(seq - 1);
+        lot.head = head;
     }
 
     /// @dev Runs one signed operation as `signer`, exactly as the matching direct function would.
@@ -709,25 +760,33 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         emit EventRecorded(lotId, seq, author, step, subject, eventHash, head);
     }
 
-    /// @dev The EIP-712 struct hash of a batch.
-    function _hashBatch(Batch calldata batch) private pure returns (bytes32) {
-        uint256 groups = batch.lots.length;
-        bytes32[] memory lotHashes = new bytes32[](groups);
-        for (uint256 g = 0; g < groups; ++g) {
-            lotHashes[g] = _hashLotOps(batch.lots[g]);
-        }
-        return
-            keccak256(abi.encode(BATCH_TYPEHASH, batch.signer, batch.deadline, keccak256(abi.encodePacked(lotHashes))));
-    }
-
+    /// @dev The EIP-712 struct hash of a group. `SignedOp` is a static struct, so `ops` lies in calldata as
+    /// consecutive 5-word tuples, each exactly the encodeData of an `Op` (values the ABI decoder would refuse,
+    /// e.g. a uint8 with high bits set, give a hash no signer produced and fail the signature check).
     function _hashLotOps(LotOps calldata group) private pure returns (bytes32) {
-        uint256 count = group.ops.length;
-        bytes32[] memory opHashes = new bytes32[](count);
-        for (uint256 i = 0; i < count; ++i) {
-            SignedOp calldata op = group.ops[i];
-            opHashes[i] = keccak256(abi.encode(OP_TYPEHASH, op.action, op.subject, op.amount, op.data, op.eventHash));
+        SignedOp[] calldata ops = group.ops;
+        bytes32 typeHash = OP_TYPEHASH;
+        bytes32 groupTypeHash = LOT_OPS_TYPEHASH;
+        bytes32 groupHash;
+        assembly ("memory-safe") {
+            let count := ops.length
+            let buffer := mload(0x40)
+            let hashes := add(buffer, 0xc0)
+            mstore(buffer, typeHash)
+            for {
+                let i := 0
+            } lt(i, count) {
+                i := add(i, 1)
+            } {
+                calldatacopy(add(buffer, 0x20), add(ops.offset, mul(i, 0xa0)), 0xa0)
+                mstore(add(hashes, shl(5, i)), keccak256(buffer, 0xc0))
+            }
+            mstore(buffer, groupTypeHash)
+            calldatacopy(add(buffer, 0x20), group, 0x40) // lotId, seq
+            mstore(add(buffer, 0x60), keccak256(hashes, shl(5, count)))
+            groupHash := keccak256(buffer, 0x80)
         }
-        return keccak256(abi.encode(LOT_OPS_TYPEHASH, group.lotId, group.seq, keccak256(abi.encodePacked(opHashes))));
+        return groupHash;
     }
 
     /// @dev Whether a signed group is the recorded tail of its lot's chain, given the head before it.

@@ -15,14 +15,30 @@ from web3.contract import Contract
 ROLE_NAMES = ("enterprise", "warehouse", "customs", "carrier", "payment", "customs_admin")
 
 # Indices of the ITraceRegistry enums, as the ABI carries them (uint8).
-LOT_STATE = {name: i for i, name in enumerate(("None", "Declared", "Entered", "Cleared", "Held", "Stored"))}
+LOT_STATE = {name: i for i, name in enumerate(("None", "Declared", "Entered", "Cleared", "Held", "Stored", "Closed"))}
 PARCEL_STATE = {name: i for i, name in enumerate(("None", "Split", "Released", "Delivered"))}
 INSPECTION = {name: i for i, name in enumerate(("Conformant", "NonConformant", "Sampled"))}
 DOCUMENT = {name: i for i, name in enumerate(("Order", "Payment", "Waybill"))}
 STEP = {
     name: i
     for i, name in enumerate(
-        ("Declared", "Entered", "Inspected", "Stored", "Split", "DocumentAttached", "Released", "Delivered", "Recalled")
+        (
+            "Declared",
+            "Entered",
+            "Inspected",
+            "Stored",
+            "Split",
+            "DocumentAttached",
+            "Released",
+            "Delivered",
+            "Recalled",
+            "Observed",
+            "ClearedByRule",
+            "ManifestReleased",
+            "Returned",
+            "Destroyed",
+            "HoldLifted",
+        )
     )
 }
 
