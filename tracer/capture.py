@@ -23,11 +23,12 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
 from tracer import identifiers, journey
+from tracer.epcis import event_hash
 from tracer.epcis import vocabulary as vocab
-from tracer.exceptions import InvalidInput, TracerError
+from tracer.exceptions import DuplicateRecord, InvalidInput, TracerError
 from tracer.journey import Captured, EventAccepted
 from tracer.lifecycle import InspectionResult, Step
-from tracer.store.models import Actor, CaptureJob
+from tracer.store.models import Actor, CaptureJob, Lot
 
 ROLLBACK, PROCEED = "rollback", "proceed"
 #: Events per capture document; advertised in the ``GS1-EPCIS-Capture-Limit`` header.
@@ -210,8 +211,8 @@ def _model(model: type[BaseModel], data: dict[str, Any], at: str) -> Any:
 _Apply = Callable[[Session, Actor, Captured], EventAccepted | list[EventAccepted]]
 
 
-def interpret(event: dict[str, Any], *, prefixes: Mapping[str, str], at: str) -> tuple[Step, _Apply]:
-    """The journey step an event is, and how to apply it; InvalidInput when it is none or lacks a field."""
+def _journey_step(event: dict[str, Any], *, prefixes: Mapping[str, str], at: str) -> tuple[Step, _Apply] | None:
+    """The journey step an event is and how to apply it, None when it is none; InvalidInput when it lacks a field."""
     read = _Reader(event, prefixes, at)
     kind, biz_step, btt = event["type"], read.bare("bizStep"), read.transactions()
     if kind == "TransactionEvent" and vocab.BTT_DECLARATION in btt:
@@ -248,14 +249,10 @@ def interpret(event: dict[str, Any], *, prefixes: Mapping[str, str], at: str) ->
         )
     if kind == "ObjectEvent":
         return _object_step(read, biz_step, btt)
-    raise InvalidInput(
-        f"a {kind} with bizStep {event.get('bizStep')!r} is not a step of the bonded-import journey "
-        "(docs/epcis-mapping.md lists them)",
-        pointer=at,
-    )
+    return None
 
 
-def _object_step(read: _Reader, biz_step: str | None, btt: dict[str, str]) -> tuple[Step, _Apply]:
+def _object_step(read: _Reader, biz_step: str | None, btt: dict[str, str]) -> tuple[Step, _Apply] | None:
     at = read.at
     if biz_step == "receiving":
         ref = read.lot()
@@ -297,11 +294,67 @@ def _object_step(read: _Reader, biz_step: str | None, btt: dict[str, str]) -> tu
         return Step.RECALL, lambda s, a, c: journey.recall(
             session=s, actor=a, lot_id=_lot_id(ref), request=recall, captured=c
         )
-    raise InvalidInput(
-        f"an ObjectEvent with bizStep {read.event.get('bizStep')!r} is not a step of the bonded-import journey "
-        "(docs/epcis-mapping.md lists them)",
-        pointer=at,
-    )
+    return None
+
+
+def interpret(event: dict[str, Any], *, prefixes: Mapping[str, str], at: str) -> tuple[Step, _Apply]:
+    """The journey step an event is, else an observation of the lot or parcel it names; InvalidInput when it
+    names none, or lacks a field its step needs."""
+    step = _journey_step(event, prefixes=prefixes, at=at)
+    if step is not None:
+        return step
+    lot_ref, sscc = _observed_subject(_Reader(event, prefixes, at))
+    if lot_ref is None and sscc is None:
+        raise InvalidInput(
+            "neither a step of the bonded-import journey (docs/epcis-mapping.md) nor an observation of a lot or "
+            "parcel: it names no lot class and no parcel",
+            pointer=at,
+        )
+
+    def apply(session: Session, actor: Actor, captured: Captured) -> EventAccepted:
+        lot_id = _lot_id(lot_ref) if lot_ref else _lot_id_of_parcel(session, sscc or "")
+        return journey.record_observation(session=session, actor=actor, lot_id=lot_id, sscc=sscc, captured=captured)
+
+    return Step.OBSERVATION, apply
+
+
+def _observed_subject(read: _Reader) -> tuple[identifiers.LotRef | None, str | None]:
+    """The lot class or the parcel an observation names (the first found)."""
+    for element in _elements(
+        read.event, ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
+    ):
+        ref = _try_parse(element.get("epcClass") if isinstance(element, dict) else None)
+        if isinstance(ref, identifiers.LotRef):
+            return ref, None
+    for epc in _elements(read.event, ("parentID", "epcList", "childEPCs", "inputEPCList", "outputEPCList")):
+        ref = _try_parse(epc)
+        if isinstance(ref, identifiers.ParcelRef):
+            return None, ref.sscc
+    return None, None
+
+
+def _elements(event: dict[str, Any], names: tuple[str, ...]) -> list[Any]:
+    found: list[Any] = []
+    for name in names:
+        value = event.get(name)
+        found.extend(value if isinstance(value, list) else [value] if value is not None else [])
+    return found
+
+
+def _try_parse(value: Any) -> identifiers.LotRef | identifiers.ParcelRef | identifiers.UnitRef | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return identifiers.parse_digital_link_uri(value)
+    except InvalidInput:
+        return None
+
+
+def _lot_id_of_parcel(session: Session, sscc: str) -> str:
+    parcel = journey.get_parcel(session=session, sscc=sscc)
+    lot = session.get(Lot, parcel.lot_pk)
+    assert lot is not None
+    return lot.lot_id
 
 
 def _document_step(read: _Reader, btt: dict[str, str]) -> tuple[Step, _Apply] | None:
@@ -407,8 +460,7 @@ def capture(
         at = f"/epcisBody/eventList/{index}"
         try:
             with session.begin_nested():
-                _, apply = interpret(event, prefixes=prefixes, at=at)
-                result = apply(session, actor, Captured(event, context))
+                result = _apply(session, actor, event, context=context, prefixes=prefixes, at=at)
         except TracerError as exc:
             if error_behaviour == ROLLBACK:
                 raise CaptureRejected(index, exc) from exc
@@ -425,6 +477,29 @@ def capture(
     )
     session.add(job)
     return CaptureResult(job=job, accepted=accepted)
+
+
+def _apply(
+    session: Session, actor: Actor, event: dict[str, Any], *, context: Any, prefixes: Mapping[str, str], at: str
+) -> EventAccepted | list[EventAccepted]:
+    """Applies one captured event: a correction, a re-send (refused), a journey step or an observation."""
+    event_id = event_hash(event, context=context)
+    original = journey.find_event(session=session, event_id=event_id)
+    if "errorDeclaration" in event:
+        # GS1's hash ignores errorDeclaration: a correction hashes like the event it corrects.
+        if original is None:
+            raise InvalidInput(
+                "corrects no event captured here (no event has this hash)", pointer=at + "/errorDeclaration"
+            )
+        lot = session.get(Lot, original.lot_pk)
+        assert lot is not None
+        return journey.record_observation(
+            session=session, actor=actor, lot_id=lot.lot_id, captured=Captured(event, context), corrects=original
+        )
+    if original is not None:
+        raise DuplicateRecord("event", event_id)
+    _, apply = interpret(event, prefixes=prefixes, at=at)
+    return apply(session, actor, Captured(event, context))
 
 
 def job_public(job: CaptureJob) -> dict[str, Any]:

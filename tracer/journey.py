@@ -562,6 +562,44 @@ def recall(
     )
 
 
+def record_observation(
+    *,
+    session: Session,
+    actor: Actor,
+    lot_id: str,
+    captured: Captured,
+    sscc: str | None = None,
+    corrects: Event | None = None,
+) -> EventAccepted:
+    """Records a captured event that changes no state on the lot's chain: an observation, or the
+    correction (``errorDeclaration``) of the event ``corrects``."""
+    step = Step.CORRECTION if corrects is not None else Step.OBSERVATION
+    check_role(step=step, actor=actor.name, role=actor.role)
+    lot = get_lot(session=session, lot_id=lot_id, for_update=True)
+    parcel = get_parcel(session=session, sscc=sscc) if sscc else None
+    if parcel is not None and parcel.lot_pk != lot.id:
+        raise InvalidInput(f"parcel {sscc} was not split from this lot", pointer="/epcList")
+    subject = parcel.parcel_id if parcel else "0x" + "00" * 32
+    return _append(
+        session=session,
+        lot=lot,
+        actor=actor,
+        step=step,
+        payload=lambda: captured.event,
+        parcel=parcel,
+        call=lambda seq, h: ("recordObservation", [lot.lot_id, seq, subject, h]),
+        captured=captured,
+        corrects=corrects,
+    )
+
+
+def find_event(*, session: Session, event_id: str) -> Event | None:
+    """The first accepted event with canonical hash ``event_id`` (the original, not a correction)."""
+    return session.exec(
+        select(Event).where(Event.event_hash == event_id, col(Event.corrects).is_(None)).order_by(col(Event.id))
+    ).first()
+
+
 # -- the three documents -------------------------------------------------------------------------------------
 
 
@@ -696,6 +734,7 @@ def _append(
     call: Callable[[int, str], tuple[str, list[Any]]],
     captured: Captured | None,
     parcel: Parcel | None = None,
+    corrects: Event | None = None,
 ) -> EventAccepted:
     """Appends an event to ``lot``'s chain with the next sequence number, as a pending outbox row.
 
@@ -723,6 +762,7 @@ def _append(
             payload=json.dumps(event, ensure_ascii=False),
             context=None if context is None else json.dumps(context, ensure_ascii=False),
             event_hash=hash_,
+            corrects=corrects.id if corrects is not None else None,
             chain_function=function,
             chain_args=json.dumps(args),
         )

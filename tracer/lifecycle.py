@@ -32,6 +32,8 @@ class Step(StrEnum):
     RELEASE = "release"
     DELIVERY = "delivery"
     RECALL = "recall"
+    OBSERVATION = "observation"
+    CORRECTION = "correction"
 
 
 class LotState(StrEnum):
@@ -74,6 +76,9 @@ ROLES_FOR_STEP: dict[Step, frozenset[str]] = {
     Step.RELEASE: frozenset({"customs"}),
     Step.DELIVERY: frozenset({"carrier"}),
     Step.RECALL: frozenset({"enterprise", "customs"}),
+    # Observations change no state: a WMS count, a temperature log, a transit scan, or a correction.
+    Step.OBSERVATION: frozenset({"warehouse", "carrier", "customs"}),
+    Step.CORRECTION: frozenset({"warehouse", "carrier", "customs"}),
 }
 
 _LOT_TRANSITIONS: dict[Step, tuple[LotState, LotState]] = {

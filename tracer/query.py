@@ -81,20 +81,27 @@ def _document(events: list[Event]) -> dict[str, Any]:
                 prefixes.setdefault(prefix, iri)
     context.append(prefixes)
     listed = []
-    anchors = {}
+    anchors: dict[str, dict[str, Any]] = {}
+    corrections: dict[str, list[dict[str, Any]]] = {}
     for event in events:
         payload = {
             "eventID": event.event_hash,
             **{k: v for k, v in json.loads(event.payload).items() if k != "eventID"},
         }
         listed.append(payload)
-        anchors[event.event_hash] = {
+        anchor = {
             "status": event.status,
             "txHash": event.tx_hash,
             "blockNumber": event.block_number,
             "blockHash": event.block_hash,
             "logIndex": event.log_index,
         }
+        # A correction shares its original's eventID (GS1's hash ignores errorDeclaration).
+        if event.corrects is None:
+            anchors[event.event_hash] = anchor
+        else:
+            corrections.setdefault(event.event_hash, []).append(anchor)
+    extra = {"tracer:correctionAnchors": corrections} if corrections else {}
     return {
         "@context": context,
         "type": "EPCISQueryDocument",
@@ -104,6 +111,7 @@ def _document(events: list[Event]) -> dict[str, Any]:
             "queryResults": {"queryName": "SimpleEventQuery", "resultsBody": {"eventList": listed}},
         },
         "tracer:anchors": anchors,
+        **extra,
     }
 
 

@@ -306,10 +306,69 @@ def test_capture_advertises_its_limit_and_refuses_more(journey: Journey, problem
     problem(too_many, 400, pointer="/epcisBody/eventList")
 
 
-def test_an_event_that_is_no_journey_step_is_refused_by_name(journey: Journey, problem: ProblemCheck) -> None:
-    odd = _event("ObjectEvent", "repairing", quantityList=[{"epcClass": LOT_CLASS}])
+def test_an_event_naming_no_lot_or_parcel_is_refused_by_name(journey: Journey, problem: ProblemCheck) -> None:
+    odd = _event("ObjectEvent", "repairing", epcList=["urn:epc:id:grai:9521234.00001.1"])
     body = problem(_capture(journey.api, journey.parties.warehouse, odd), 400)
-    assert "not a step of the bonded-import journey" in body["detail"]
+    assert "names no lot class and no parcel" in body["detail"]
+
+
+def test_events_that_are_no_journey_step_are_anchored_as_observations(journey: Journey) -> None:
+    code = sscc(45)
+    api, parties = journey.api, journey.parties
+    for key, events in (
+        (parties.enterprise, [declaration()]),
+        (parties.warehouse, [entry()]),
+        (parties.customs, [inspection()]),
+        (parties.warehouse, [storage(), split(code)]),
+    ):
+        assert _capture(api, key, *events).status_code == 202
+    reading = _event(
+        "ObjectEvent",
+        "sensor_reporting",
+        quantityList=[{"epcClass": LOT_CLASS}],
+        sensorElementList=[{"sensorReport": [{"type": "Temperature", "value": 4.5, "uom": "CEL"}]}],
+    )
+    association = _event(
+        "AssociationEvent",
+        "assembling",
+        action="ADD",
+        parentID="urn:epc:id:grai:9521234.00001.1",
+        childEPCs=[f"https://id.gs1.org/00/{code}"],
+    )
+    response = _capture(api, parties.carrier, reading, association)
+    assert response.status_code == 202, response.text
+    api.anchor()
+    with Session(api.service.engine) as session:
+        steps = [(e.step, e.status) for e in session.exec(select(Event).order_by(Event.seq))]
+    assert steps[-2:] == [("observation", "anchored"), ("observation", "anchored")]
+    scan = api.get(f"/00/{code}", headers={"Accept": "application/json"}).json()
+    assert scan["verification"]["status"] == "verified"
+
+
+def test_a_re_sent_event_is_a_duplicate_but_a_correction_is_its_own_anchored_step(
+    journey: Journey, problem: ProblemCheck
+) -> None:
+    api, parties = journey.api, journey.parties
+    assert _capture(api, parties.enterprise, declaration()).status_code == 202
+    assert _capture(api, parties.warehouse, entry()).status_code == 202
+    problem(_capture(api, parties.warehouse, entry()), 409)  # the same event again: a re-send
+    declared = {"declarationTime": "2026-11-27T09:00:00.000Z", "reason": "incorrect_data"}
+    assert _capture(api, parties.warehouse, {**entry(), "errorDeclaration": declared}).status_code == 202
+    api.anchor()
+    result = api.get("/events", parties.warehouse).json()
+    events = result["epcisBody"]["queryResults"]["resultsBody"]["eventList"]
+    assert events[1]["eventID"] == events[2]["eventID"]  # GS1's hash ignores errorDeclaration
+    assert "errorDeclaration" in events[2]
+    original_anchor = result["tracer:anchors"][events[1]["eventID"]]
+    [correction_anchor] = result["tracer:correctionAnchors"][events[1]["eventID"]]
+    assert original_anchor["status"] == correction_anchor["status"] == "anchored"
+    assert original_anchor["txHash"] != correction_anchor["txHash"]
+
+
+def test_a_correction_of_nothing_is_400(journey: Journey, problem: ProblemCheck) -> None:
+    assert _capture(journey.api, journey.parties.enterprise, declaration()).status_code == 202
+    corrected = {**entry(), "errorDeclaration": {"declarationTime": "2026-11-27T09:00:00.000Z"}}
+    problem(_capture(journey.api, journey.parties.warehouse, corrected), 400)
 
 
 def test_unknown_query_parameters_are_400(journey: Journey, problem: ProblemCheck) -> None:

@@ -133,6 +133,9 @@ class Event(SQLModel, table=True):
     # The capture document's @context (JSON) when the event came through POST /capture; None: our own.
     context: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     event_hash: str = Field(index=True, max_length=100)  # ni:///sha-256;<hex>?ver=CBV2.0
+    # A correction (errorDeclaration) names the event it corrects; GS1's hash ignores errorDeclaration,
+    # so both share one event_hash and only this tells them apart.
+    corrects: int | None = Field(default=None, foreign_key="event.id")
     chain_function: str = Field(max_length=64)
     chain_args: str = Field(sa_column=Column(Text, nullable=False))  # JSON list, bytes as 0x-hex
     status: str = Field(default="pending", index=True, max_length=16)
