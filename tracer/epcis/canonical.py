@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 from tracer.epcis.vocabulary import CBV_BIZSTEPS, CBV_DISPOSITIONS
@@ -352,33 +352,39 @@ def _expand_curie(value: str, prefixes: Mapping[str, str]) -> str:
 def _expanded_values(event: Mapping[str, Any], prefixes: Mapping[str, str]) -> set[str]:
     """The CBV / GS1 voc URIs JSON-LD expansion of the event yields (the package's replacement set)."""
     found: set[str] = set()
+    # Only these can expand into the two namespaces; every other string is skipped at once.
+    interesting = {p for p, iri in prefixes.items() if iri.startswith(_EXPANDED_PREFIXES)}
 
-    def add(value: str) -> None:
+    def curie(value: str) -> None:
         if value.startswith(_EXPANDED_PREFIXES):
             found.add(value)
+        elif ":" in value:
+            prefix, _, rest = value.partition(":")
+            if prefix in interesting and not rest.startswith("//"):
+                found.add(prefixes[prefix] + rest)
 
     def visit(key: str, value: Any, parent: str) -> None:
-        if isinstance(value, list):
-            for item in value:
-                visit(key, item, parent)
-        elif isinstance(value, dict):
-            walk(value, key)
-        elif isinstance(value, str):
+        if isinstance(value, str):
             table = _VOCAB_TABLES.get(key)
             if table is None and key == "type":
                 table = _TYPE_TABLES.get(parent, _NO_TABLE)
             if table is not None:  # @vocab: a term of the field's table, a prefix, or a compact IRI
                 term = table.get(value)
                 if term is not None:
-                    add(term)
-                elif value in prefixes and ":" not in value:
-                    add(prefixes[value])
+                    found.add(term)
+                elif value in interesting:
+                    found.add(prefixes[value])
                 else:
-                    add(_expand_curie(value, prefixes))
+                    curie(value)
             elif key in _ID_FIELDS:
-                add(_expand_curie(value, prefixes))
-            else:
-                add(value)
+                curie(value)
+            elif value.startswith(_EXPANDED_PREFIXES):
+                found.add(value)
+        elif isinstance(value, list):
+            for item in value:
+                visit(key, item, parent)
+        elif isinstance(value, dict):
+            walk(value, key)
 
     def walk(obj: Mapping[str, Any], parent: str) -> None:
         for key, value in obj.items():
@@ -392,20 +398,35 @@ def _expanded_values(event: Mapping[str, Any], prefixes: Mapping[str, str]) -> s
     return found
 
 
-def _tails(expanded: Iterable[str]) -> dict[str, str | None]:
-    """Every tail (text after a ``-`` or ``/``) of the expanded values -> the one value it ends, or None
-    when it ends several (the package leaves such a value alone)."""
-    tails: dict[str, str | None] = {}
-    for uri in expanded:
-        seen: set[str] = set()
-        for index, char in enumerate(uri):
-            if char == "-" or char == "/":
-                tail = uri[index + 1 :]
-                if tail in seen:
-                    continue
-                seen.add(tail)
-                tails[tail] = uri if tail not in tails else None
-    return tails
+def _last_segment(text: str) -> str:
+    return text[max(text.rfind("-"), text.rfind("/")) + 1 :]
+
+
+class _Tails:
+    """Which expanded value a string is the tail of (the text after one of its ``-`` or ``/``), if exactly
+    one. Indexed by the last segment, which a tail always shares with its value."""
+
+    __slots__ = ("_by_segment", "segments")
+
+    def __init__(self, expanded: Iterable[str]) -> None:
+        self._by_segment: dict[str, list[str]] = {}
+        for uri in expanded:
+            self._by_segment.setdefault(_last_segment(uri), []).append(uri)
+        #: The last segments of the expanded values: a string ending otherwise is no tail of any.
+        self.segments = frozenset(self._by_segment)
+
+    def get(self, value: str) -> str | None:
+        candidates = self._by_segment.get(_last_segment(value)) if self._by_segment else None
+        if candidates is None:
+            return None
+        match = None
+        size = len(value)
+        for uri in candidates:
+            if len(uri) > size and uri.endswith(value) and uri[-size - 1] in "-/":
+                if match is not None:
+                    return None  # ambiguous: the package leaves the value alone
+                match = uri
+        return match
 
 
 # --- step 2: the tree ----------------------------------------------------------------------------------
@@ -422,7 +443,7 @@ class _Builder:
 
     __slots__ = ("key_ns", "tails", "value_ns")
 
-    def __init__(self, namespaces: dict[str, str], tails: dict[str, str | None]) -> None:
+    def __init__(self, namespaces: dict[str, str], tails: _Tails) -> None:
         self.key_ns = namespaces  # prefix -> "{iri}"
         self.value_ns = {k: v.replace("{", "").replace("}", "") for k, v in namespaces.items()}
         self.tails = tails
@@ -437,8 +458,9 @@ class _Builder:
 
     def text(self, value: str) -> str:
         """A JSON string as the package sees it: bare CBV value replaced, then the value's prefix."""
-        if value in self.tails:
-            value = self.tails[value] or value
+        segments = self.tails.segments
+        if segments and value[max(value.rfind("-"), value.rfind("/")) + 1 :] in segments:
+            value = self.tails.get(value) or value
         if ":" in value:
             prefix, _, rest = value.partition(":")
             iri = self.value_ns.get(prefix)
@@ -739,8 +761,11 @@ def _canonical_value(text: str) -> str:
                 text = str(number)
             except (ValueError, OverflowError):  # nan, inf: left as written
                 pass
-    link = canonical_digital_link(text)
-    return text if link is None else link
+    if "." in text and (text.startswith("urn:epc:") or text.startswith("http")):
+        link = _urn_to_dl(text) if text[0] == "u" else _dl_to_canonical(text)
+        if link is not None:
+            return link
+    return text
 
 
 _TIMESTAMP = re.compile(
@@ -756,29 +781,33 @@ def _utc_millis(text: str) -> str:
         if match is None:
             moment = datetime.fromisoformat(text)
             micro = moment.microsecond
-            moment = moment.replace(microsecond=0)
+            if moment.tzinfo is not None:
+                moment = moment.astimezone(UTC)
+            moment = moment.replace(microsecond=0, tzinfo=None)
         else:
-            year, month, day, hour, minute, second, fraction, zulu, sign, off_h, off_m = match.groups()
-            zone = UTC
+            year, month, day, hour, minute, second, fraction, _zulu, sign, off_h, off_m = match.groups()
+            moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0))
             if sign:
                 offset = timedelta(hours=int(off_h), minutes=int(off_m or 0))
-                zone = timezone(-offset if sign == "-" else offset)
-            moment = datetime(int(year), int(month), int(day), int(hour), int(minute), int(second or 0), tzinfo=zone)
+                if offset >= _DAY:
+                    return text  # not a valid UTC offset
+                moment = moment + offset if sign == "-" else moment - offset
             micro = int(fraction[:6].ljust(6, "0")) if fraction else 0
     except (ValueError, OverflowError):
         return text
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
     millis, rest = divmod(micro, 1000)
     if rest > 500 or (rest == 500 and millis % 2):
         millis += 1
-    try:
-        moment = (moment + timedelta(milliseconds=millis)).astimezone(UTC)
-    except OverflowError:
-        return text
+    if millis == 1000:
+        moment += _SECOND
+        millis = 0
     return f"{moment.year:04d}-{moment.month:02d}-{moment.day:02d}T{moment.hour:02d}:{moment.minute:02d}:" + (
-        f"{moment.second:02d}.{moment.microsecond // 1000:03d}Z"
+        f"{moment.second:02d}.{millis:03d}Z"
     )
+
+
+_DAY: Final = timedelta(days=1)
+_SECOND: Final = timedelta(seconds=1)
 
 
 # --- EPC URNs and Digital Link URIs -> constrained canonical Digital Link -----------------------------------
@@ -796,11 +825,10 @@ _CP_REF = re.compile(r"(\d{6,12})\.(\d*)")
 
 def gs1_check_digit_int(digits: str) -> int:
     """The GS1 mod-10 check digit of ``digits`` (the key without it)."""
-    total = 0
-    weight = 3
-    for ch in reversed(digits):
-        total += int(ch) * weight
-        weight = 4 - weight
+    if digits.isascii():
+        total = 3 * sum(b - 48 for b in digits[::-2].encode()) + sum(b - 48 for b in digits[-2::-2].encode())
+    else:  # other Unicode decimal digits, as the package's int() accepts them
+        total = 3 * sum(map(int, digits[::-2])) + sum(map(int, digits[-2::-2]))
     return (10 - total % 10) % 10
 
 
@@ -808,17 +836,12 @@ def _with_check(digits: str) -> str:
     return digits + str(gs1_check_digit_int(digits))
 
 
+# Only these are escaped by the package; an EPC URN already carries the rest escaped.
+_DL_ESCAPES: Final = str.maketrans({"!": "%21", "(": "%28", ")": "%29", "*": "%2A", "+": "%2B", ",": "%2C", ":": "%3A"})
+
+
 def _dl_escape(value: str) -> str:
-    # Only these are escaped by the package; an EPC URN already carries the rest escaped.
-    return (
-        value.replace("!", "%21")
-        .replace("(", "%28")
-        .replace(")", "%29")
-        .replace("*", "%2A")
-        .replace("+", "%2B")
-        .replace(",", "%2C")
-        .replace(":", "%3A")
-    )
+    return value.translate(_DL_ESCAPES)
 
 
 def _runs(pattern: re.Pattern[str], text: str, low: int, high: int) -> bool:
@@ -1063,19 +1086,20 @@ def _dl_to_canonical(uri: str) -> str | None:
             if at != -1:
                 uri = "https://id.gs1.org" + uri[at:]
                 break
-    if _GTIN14.match(uri) is None:
+    if "/01/" in uri and _GTIN14.match(uri) is None:
         if _GTIN13.match(uri):
             uri = uri.replace("/01/", "/01/0")
         elif _GTIN12.match(uri):
             uri = uri.replace("/01/", "/01/00")
         elif _GTIN8.match(uri):
             uri = uri.replace("/01/", "/01/000000")
-    after_cpv = uri[uri.find("/22/") + 4 :]
-    if _CPV_LAST.match(uri):
-        uri = uri[: uri.find("/22/")] + after_cpv[after_cpv.find("/") : -1]
-    if _CPV_BEFORE.match(uri):
-        uri = uri[: uri.find("/22/")] + after_cpv[after_cpv.find("/") :]
-    if _LOT_AND_SERIAL.match(uri):
+    if "/22/" in uri:
+        after_cpv = uri[uri.find("/22/") + 4 :]
+        if _CPV_LAST.match(uri):
+            uri = uri[: uri.find("/22/")] + after_cpv[after_cpv.find("/") : -1]
+        if _CPV_BEFORE.match(uri):
+            uri = uri[: uri.find("/22/")] + after_cpv[after_cpv.find("/") :]
+    if "/10/" in uri and _LOT_AND_SERIAL.match(uri):
         after_lot = uri[uri.find("/10/") + 4 :]
         uri = uri[: uri.find("/10/")] + after_lot[after_lot.find("/") :]
     return uri if _CONSTRAINED.match(uri) else None
@@ -1114,7 +1138,368 @@ def _namespaces(context: Iterable[Any]) -> dict[str, str]:
     return namespaces
 
 
-def prehash_string(event: Mapping[str, Any], context: Iterable[Any]) -> str:
+# --- the direct path -----------------------------------------------------------------------------------
+#
+# The tree above reproduces the package step by step and handles any input; building it costs most of the
+# time. Events of the usual shapes (standard fields with their standard sub-fields, namespaced extensions
+# anywhere an extension point allows them) go straight from JSON to the same strings instead; anything else
+# raises _Slow and takes the tree. The property tests check the two against each other and the package.
+
+
+class _Slow(Exception):
+    """The event has a shape the direct path does not handle."""
+
+
+_SIMPLE_FIELDS: Final = frozenset(
+    ("eventTime", "eventTimeZoneOffset", "certificationInfo", "parentID", "action", "transformationID")
+) | frozenset(("bizStep", "disposition"))
+_EPC_FIELDS: Final = frozenset(("epcList", "inputEPCList", "outputEPCList", "childEPCs"))
+_QUANTITY_FIELDS: Final = frozenset(("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList"))
+_QUANTITY_KEYS: Final = ("epcClass", "quantity", "uom")
+_POSITION: Final = {name: index for index, (name, _) in enumerate(_PROPERTY_ORDER)}
+_RENAMED: Final = frozenset(
+    ("inputEPC", "outputEPC", "inputQuantity", "outputQuantity", "childQuantity", "childEPCs", "quantity")
+)
+_SCALARS: Final = (str, int, float, bool, type(None))
+
+
+#: Whether a standard field is a timestamp (its name has "time" and not "offset", as the package decides).
+_IS_TIME: Final = {
+    name: "time" in name.lower() and "offset" not in name.lower()
+    for name in (*_SIMPLE_FIELDS, "epc", "id", "set", "unset", *_QUANTITY_KEYS)
+    + tuple(n for n, _ in _SENSOR_METADATA_ORDER)
+    + tuple(n for n, _ in _SENSOR_REPORT_ORDER)
+}
+
+
+def _is_extension(name: str) -> bool:
+    return "{" in name and "/}" in name
+
+
+def _names_block_extensions(names: Iterable[str]) -> bool:
+    return any("eventTime" in name or "action" in name for name in names)
+
+
+class _Direct:
+    """Pre-hash string straight from JSON. ``expanded`` is the replacement set gathered from the standard
+    vocabulary fields only (:func:`_vocabulary_values`); a string that could add to it anywhere else (a
+    literal in the CBV / GS1 voc namespaces, a compact IRI into them) sends the event to the full path."""
+
+    __slots__ = ("builder", "expanded", "interesting")
+
+    def __init__(self, builder: _Builder, expanded: set[str], interesting: set[str]) -> None:
+        self.builder = builder
+        self.expanded = expanded
+        self.interesting = interesting
+
+    def text(self, value: Any) -> str:
+        if isinstance(value, str):
+            if ":" in value:
+                if value.startswith(_EXPANDED_PREFIXES):
+                    if value not in self.expanded:
+                        raise _Slow
+                elif value.partition(":")[0] in self.interesting:
+                    raise _Slow
+            return self.builder.text(value)
+        if isinstance(value, (dict, list)):
+            raise _Slow
+        return str(value)
+
+    def field(self, name: str, value: Any) -> str:
+        """One standard field with a scalar value (``_field`` of a leaf)."""
+        text = self.text(value)
+        if not text:
+            return ""
+        text = text.strip()
+        is_time = _IS_TIME.get(name)
+        if is_time is None:
+            lowered = name.lower()
+            is_time = "time" in lowered and "offset" not in lowered
+        text = _utc_millis(text) if is_time else _canonical_value(text)
+        return name + "=" + text if text else ""
+
+    def fields(self, name: str, value: Any) -> list[str]:
+        items = value if isinstance(value, (list, tuple)) else (value,)
+        return [text for text in (self.field(name, item) for item in items) if text]
+
+    def leaf(self, name: str, value: Any) -> str:
+        """One extension leaf (``_remainder`` of a leaf)."""
+        text = self.text(value).strip()
+        return name + "=" + _canonical_value(text) if text else name
+
+    def extension(self, name: str, value: Any) -> list[str]:
+        """The remainder strings of one extension field (one per tree node it makes)."""
+        if name.endswith("List"):
+            item_name = name[:-4]
+            if item_name in _RENAMED or item_name in _UNSORTED_MARKERS:
+                raise _Slow
+            items = value if isinstance(value, list) else (value,)
+            if not items:
+                return []
+            parts = [self.node(item_name, item) for item in items]
+            if len(parts) > 1:
+                parts.sort()
+            return [name + "".join(parts)]
+        if isinstance(value, list):
+            return [self.node(name, item) for item in value]
+        return [self.node(name, value)]
+
+    def node(self, name: str, value: Any) -> str:
+        if name in _RENAMED:
+            raise _Slow
+        if isinstance(value, dict):
+            return name + self.members(value)
+        if isinstance(value, list):
+            raise _Slow
+        return self.leaf(name, value)
+
+    def members(self, obj: Mapping[str, Any]) -> str:
+        parts: list[str] = []
+        for key, value in obj.items():
+            if key in _SKIPPED_KEYS:
+                if key == "#text":
+                    raise _Slow
+                continue
+            if key.startswith("@"):
+                raise _Slow
+            name = self.builder.key(key)
+            if name in _UNSORTED_MARKERS:
+                raise _Slow
+            parts.extend(self.extension(name, value))
+        if len(parts) > 1:
+            parts.sort()
+        return "".join(parts)
+
+    def standard_object(self, obj: Any, order: tuple[str, ...]) -> str:
+        """A standard object (readPoint, quantity element, sensor metadata/report...): its fields in
+        ``order``, then its namespaced extensions, sorted. What its ``_field`` gives when all is consumed."""
+        if not isinstance(obj, dict):
+            raise _Slow
+        found: dict[str, Any] = {}
+        extensions: list[tuple[str, Any]] = []
+        count = 0
+        for key, value in obj.items():
+            if key in _SKIPPED_KEYS:
+                if key == "#text":
+                    raise _Slow
+                continue
+            if key.startswith("@"):
+                raise _Slow
+            name = self.builder.key(key)
+            count += len(value) if isinstance(value, list) else 1
+            if name in order:
+                found[name] = value
+            elif _is_extension(name):
+                extensions.append((name, value))
+            else:
+                raise _Slow  # left unconsumed by the package: the tree knows where it goes
+        if extensions and (count <= 1 or _names_block_extensions([*found, *(n for n, _ in extensions)])):
+            raise _Slow
+        parts: list[str] = []
+        for name in order:
+            if name in found:
+                values = self.fields(name, found[name])
+                if len(values) > 1:
+                    values.sort()
+                parts.extend(values)
+        if extensions:
+            rest: list[str] = []
+            for name, value in extensions:
+                rest.extend(self.extension(name, value))
+            if len(rest) > 1:
+                rest.sort()
+            parts.extend(rest)
+        return "".join(parts)
+
+    def sensor_element(self, obj: Any) -> str:
+        if not isinstance(obj, dict):
+            raise _Slow
+        metadata: list[str] = []
+        reports: list[str] = []
+        extensions: list[tuple[str, Any]] = []
+        names: list[str] = []
+        count = 0
+        for key, value in obj.items():
+            if key in _SKIPPED_KEYS or key.startswith("@"):
+                raise _Slow
+            name = self.builder.key(key)
+            names.append(name)
+            items = value if isinstance(value, list) else (value,)
+            count += len(items)
+            if name == "sensorMetadata":
+                metadata.extend(
+                    "sensorMetadata" + text
+                    for text in (self.standard_object(item, _METADATA_FIELDS) for item in items)
+                    if text
+                )
+            elif name == "sensorReport":
+                reports.extend(
+                    "sensorReport" + text
+                    for text in (self.standard_object(item, _REPORT_FIELDS) for item in items)
+                    if text
+                )
+            elif _is_extension(name):
+                extensions.append((name, value))
+            else:
+                raise _Slow
+        if extensions and (count <= 1 or _names_block_extensions(names)):
+            raise _Slow
+        metadata.sort()
+        reports.sort()
+        rest: list[str] = []
+        for name, value in extensions:
+            rest.extend(self.extension(name, value))
+        rest.sort()
+        return "".join(metadata) + "".join(reports) + "".join(rest)
+
+    def ordered(self, name: str, value: Any) -> str:
+        if name in _SIMPLE_FIELDS:
+            values = self.fields(name, value)
+            if len(values) > 1:
+                values.sort()
+            return "".join(values)
+        items = value if isinstance(value, list) else (value,)
+        if name in _EPC_FIELDS:
+            values = self.fields("epc", items)
+        elif name in _QUANTITY_FIELDS:
+            values = []
+            for item in items:
+                if not item:
+                    raise _Slow  # an empty element is not a quantityElement
+                text = self.standard_object(item, _QUANTITY_KEYS)
+                if text:
+                    values.append("quantityElement" + text)
+        elif name == "persistentDisposition":
+            if not isinstance(value, dict):
+                raise _Slow
+            text = self.standard_object(value, ("set", "unset"))
+            return name + text if text else ""
+        elif name == "readPoint" or name == "bizLocation":
+            if not isinstance(value, dict):
+                return "".join(self.fields(name, value))
+            text = self.standard_object(value, ("id",))
+            return name + text if text else ""
+        elif name == "sensorElementList":
+            values = ["sensorElement" + text for text in (self.sensor_element(item) for item in items) if text]
+        else:  # pragma: no cover - every ordered name is handled above
+            raise _Slow
+        if not values:
+            return ""
+        if len(values) > 1:
+            values.sort()
+        return name + "".join(values)
+
+    def paired(self, name: str, value: Any) -> str:
+        items = value if isinstance(value, list) else (value,)
+        if not items:
+            return ""
+        pairs: list[str] = []
+        for item in items:
+            if not isinstance(item, dict) or not any(marker in item for marker in _UNSORTED_MARKERS):
+                raise _Slow
+            parts: list[str] = []
+            for key, field in item.items():
+                if key in _SKIPPED_KEYS or key.startswith("@") or isinstance(field, (dict, list)):
+                    raise _Slow
+                if len(parts) < 2:
+                    parts.append(self.leaf(self.builder.key(key), field))
+            pairs.append("".join(parts))
+        if len(pairs) > 1:
+            pairs.sort()
+        return name + "".join(pairs)
+
+    def event(self, event: Mapping[str, Any]) -> str:
+        kind = event.get("type")
+        if not isinstance(kind, str) or kind.startswith(_EXPANDED_PREFIXES) or ":" in kind:
+            raise _Slow
+        slots: list[str] = [""] * len(_PROPERTY_ORDER)
+        rest: list[str] = []
+        names: list[str] = []
+        for key, value in event.items():
+            if key in _SKIPPED_KEYS:
+                if key == "#text":
+                    raise _Slow
+                continue
+            if key.startswith("@") or not isinstance(key, str):
+                raise _Slow
+            name = self.builder.key(key)
+            names.append(name)
+            position = _POSITION.get(name)
+            if position is not None:
+                slots[position] = self.ordered(name, value)
+            elif name in _IGNORED_FIELDS:
+                continue
+            elif name in _PAIRED_LISTS:
+                text = self.paired(name, value)
+                if text:
+                    rest.append(text)
+            elif name in _UNSORTED_MARKERS:
+                raise _Slow
+            else:
+                rest.extend(self.extension(name, value))
+        if not _names_block_extensions(names):
+            raise _Slow  # no eventTime/action: the package treats top-level extensions differently
+        if len(rest) > 1:
+            rest.sort()
+        return "eventType=" + (self.builder.tails.get(kind) or kind) + "".join(slots) + "".join(rest)
+
+
+def _vocabulary_values(event: Mapping[str, Any], prefixes: Mapping[str, str], interesting: set[str]) -> set[str] | None:
+    """The replacement set from the standard vocabulary fields where the direct path expects them, and
+    from the fields the hash ignores (expansion still sees those). None for a shape to leave to the full
+    walk."""
+    found: set[str] = set()
+
+    def vocab(value: Any, table: Mapping[str, str]) -> None:
+        if isinstance(value, list):
+            for item in value:
+                vocab(item, table)
+            return
+        if not isinstance(value, str):
+            return
+        term = table.get(value)
+        if term is not None:
+            found.add(term)
+        elif value.startswith(_EXPANDED_PREFIXES):
+            found.add(value)
+        elif value in interesting:
+            found.add(prefixes[value])
+        elif ":" in value:
+            prefix, _, rest = value.partition(":")
+            if prefix in interesting and not rest.startswith("//"):
+                found.add(prefixes[prefix] + rest)
+
+    def items(value: Any) -> list[Any]:
+        return value if isinstance(value, list) else [value]
+
+    for key, value in event.items():
+        if key == "bizStep" or key == "disposition":
+            vocab(value, _VOCAB_TABLES[key])
+        elif key == "persistentDisposition" and isinstance(value, dict):
+            vocab(value.get("set"), _DISP_TABLE)
+            vocab(value.get("unset"), _DISP_TABLE)
+        elif key in _TYPE_TABLES:
+            for item in items(value):
+                if isinstance(item, dict):
+                    vocab(item.get("type"), _TYPE_TABLES[key])
+        elif key == "sensorElementList":
+            for element in items(value):
+                if isinstance(element, dict):
+                    for report in items(element.get("sensorReport")):
+                        if isinstance(report, dict):
+                            vocab(report.get("type"), _TYPE_TABLES["sensorReport"])
+                            vocab(report.get("exception"), _VOCAB_TABLES["exception"])
+                            vocab(report.get("component"), _VOCAB_TABLES["component"])
+        elif key in _IGNORED_FIELDS and key != "type":
+            found |= _expanded_values({key: value}, prefixes)
+    return found
+
+
+_METADATA_FIELDS: Final = tuple(name for name, _ in _SENSOR_METADATA_ORDER)
+_REPORT_FIELDS: Final = tuple(name for name, _ in _SENSOR_REPORT_ORDER)
+
+
+def prehash_string(event: Mapping[str, Any], context: Iterable[Any], *, direct: bool = True) -> str:
     """The canonical pre-hash string of one JSON-LD event (its ``@context`` already merged into
     ``context``, a list of context entries). Pure; raises only TypeError/AttributeError for a tree the
     algorithm cannot read (the caller reports those as invalid input)."""
@@ -1126,7 +1511,15 @@ def prehash_string(event: Mapping[str, Any], context: Iterable[Any]) -> str:
             for key, value in item.items():
                 if isinstance(value, str) and not key.startswith("@"):
                     prefixes[key] = value
-    builder = _Builder(namespaces, _tails(_expanded_values(event, prefixes)))
+    if direct:
+        interesting = {p for p, iri in prefixes.items() if iri.startswith(_EXPANDED_PREFIXES)}
+        vocabulary = _vocabulary_values(event, prefixes, interesting)
+        if vocabulary is not None:
+            try:
+                return _Direct(_Builder(dict(namespaces), _Tails(vocabulary)), vocabulary, interesting).event(event)
+            except _Slow:
+                pass
+    builder = _Builder(namespaces, _Tails(_expanded_values(event, prefixes)))
     root = _reshape(builder.node(event))
     children: list[Node] = root[2]
     ordered = _ordered(children, _PROPERTY_ORDER)
