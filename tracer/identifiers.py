@@ -41,6 +41,11 @@ from tracer.exceptions import InvalidInput
 
 __all__ = [
     "GS1_DL_HOST",
+    "DigitalLink",
+    "digital_link_path",
+    "digital_link_to_epc_urn",
+    "epc_urn_to_digital_link",
+    "parse_digital_link",
     "LotRef",
     "ParcelRef",
     "UnitRef",
@@ -373,3 +378,200 @@ def parse_digital_link_uri(uri: str, *, base_path: str = "") -> LotRef | ParcelR
             raise InvalidInput(f"{uri!r} is not under {base_path!r}")
         path = path[len(base) :]
     return parse_digital_link_path(path)
+
+
+# --- full GS1 Digital Link: build, parse, EPC URNs (sgtin, lgtin, sscc, sgln) --------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DigitalLink:
+    """The GS1 keys of a Digital Link: a GTIN with CPV (AI 22) / lot (10) / serial (21), an SSCC, or a GLN
+    with its extension (254). Values are decoded; unset parts are ``None``."""
+
+    gtin: str | None = None
+    cpv: str | None = None
+    lot: str | None = None
+    serial: str | None = None
+    sscc: str | None = None
+    gln: str | None = None
+    gln_extension: str | None = None
+
+    @property
+    def path(self) -> str:
+        """The canonical path: qualifiers in the standard order (22, 10, 21), values percent-encoded."""
+        return digital_link_path(self)
+
+    @property
+    def uri(self) -> str:
+        """The link on the canonical ``https://id.gs1.org`` host."""
+        return GS1_DL_HOST + self.path
+
+
+def digital_link_path(link: DigitalLink) -> str:
+    """The canonical Digital Link path of ``link`` (``/01/{gtin14}[/22/{cpv}][/10/{lot}][/21/{serial}]``,
+    ``/00/{sscc}`` or ``/414/{gln}[/254/{ext}]``). Raises InvalidInput naming the part that is wrong."""
+    keys = [k for k in (link.gtin, link.sscc, link.gln) if k is not None]
+    if len(keys) != 1:
+        raise InvalidInput("a Digital Link has exactly one primary key: GTIN (01), SSCC (00) or GLN (414)")
+    if link.sscc is not None:
+        if any(v is not None for v in (link.cpv, link.lot, link.serial, link.gln_extension)):
+            raise InvalidInput("an SSCC (00) takes no qualifiers", pointer="/00")
+        return parcel_path(link.sscc)
+    if link.gln is not None:
+        if any(v is not None for v in (link.cpv, link.lot, link.serial)):
+            raise InvalidInput("a GLN (414) takes only the extension 254", pointer="/414")
+        path = f"/414/{validate_gln(link.gln, pointer='/414')}"
+        if link.gln_extension is not None:
+            ext = _validate_cset82(link.gln_extension, kind="GLN extension", max_length=20, pointer="/254")
+            path += f"/254/{_encode(ext)}"
+        return path
+    assert link.gtin is not None
+    if link.gln_extension is not None:
+        raise InvalidInput("a GTIN (01) does not take the GLN extension 254", pointer="/254")
+    path = f"/01/{normalize_gtin(link.gtin, pointer='/01')}"
+    if link.cpv is not None:
+        path += f"/22/{_encode(_validate_cset82(link.cpv, kind='CPV', max_length=20, pointer='/22'))}"
+    if link.lot is not None:
+        path += f"/10/{_encode(validate_lot(link.lot, pointer='/10'))}"
+    if link.serial is not None:
+        path += f"/21/{_encode(validate_serial(link.serial, pointer='/21'))}"
+    return path
+
+
+_QUALIFIERS = {"01": ("22", "10", "21"), "00": (), "414": ("254",)}
+
+
+def parse_digital_link(value: str) -> DigitalLink:
+    """Parse a Digital Link URI (any host, query and fragment ignored) or a raw path into its keys.
+
+    Accepts ``/01/{gtin}`` with ``22``, ``10``, ``21`` in that order (each optional), ``/00/{sscc}`` and
+    ``/414/{gln}[/254/{ext}]``; GTIN-8/12/13 are padded to 14 digits. Raises InvalidInput naming the part
+    that is wrong (``pointer`` is the AI, e.g. ``/01`` for a bad check digit, ``/21`` for a bad serial).
+    """
+    if not isinstance(value, str):
+        raise InvalidInput("a Digital Link must be a string")
+    path = value
+    if not value.startswith("/"):
+        match = _URI_PATH.match(value)
+        if match is None:
+            raise InvalidInput(f"{value!r} is not an absolute http(s) URI or a path")
+        path = match.group("path")
+    else:
+        path = re.split(r"[?#]", value, maxsplit=1)[0]
+    body = path[1:].removesuffix("/")
+    segments = body.split("/")
+    # A resolver may sit under a path prefix: the keys start at the first primary-key AI.
+    start = next((i for i, s in enumerate(segments) if s in _QUALIFIERS), None)
+    if start is None:
+        raise InvalidInput(f"{value!r} names no GS1 key: expected /01/ (GTIN), /00/ (SSCC) or /414/ (GLN)")
+    segments = segments[start:]
+    if len(segments) % 2 or not all(segments):
+        raise InvalidInput(f"{value!r}: the path must be pairs of /AI/value with no empty segment")
+    primary = segments[0]
+    pairs = [(segments[i], segments[i + 1]) for i in range(2, len(segments), 2)]
+    allowed = _QUALIFIERS[primary]
+    position = -1
+    for ai, _ in pairs:
+        if ai not in allowed:
+            raise InvalidInput(
+                f"AI {ai} is not a qualifier of /{primary}/ (allowed: {', '.join(allowed) or 'none'})", pointer=f"/{ai}"
+            )
+        if allowed.index(ai) <= position:
+            raise InvalidInput(
+                f"AI {ai} is out of order: after /{primary}/ the order is {' '.join(allowed)}", pointer=f"/{ai}"
+            )
+        position = allowed.index(ai)
+    key = _decode_segment(segments[1], what=f"AI {primary} value", pointer=f"/{primary}")
+    values = {ai: _decode_segment(raw, what=f"AI {ai} value", pointer=f"/{ai}") for ai, raw in pairs}
+    if primary == "00":
+        return DigitalLink(sscc=validate_sscc(key, pointer="/00"))
+    if primary == "414":
+        ext = values.get("254")
+        if ext is not None:
+            _validate_cset82(ext, kind="GLN extension", max_length=20, pointer="/254")
+        return DigitalLink(gln=validate_gln(key, pointer="/414"), gln_extension=ext)
+    cpv = values.get("22")
+    if cpv is not None:
+        _validate_cset82(cpv, kind="CPV", max_length=20, pointer="/22")
+    lot = values.get("10")
+    serial = values.get("21")
+    return DigitalLink(
+        gtin=normalize_gtin(key, pointer="/01"),
+        cpv=cpv,
+        lot=validate_lot(lot, pointer="/10") if lot is not None else None,
+        serial=validate_serial(serial, pointer="/21") if serial is not None else None,
+    )
+
+
+# EPC Tag Data Standard: characters a URN serial carries as they are; the rest of set 82 is %-escaped.
+_URN_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.:;=!'()*+,")
+_URN = re.compile(r"urn:epc:(?:id|class):(sgtin|lgtin|sscc|sgln):(\d+)\.(\d*)(?:\.(.*))?")
+
+
+def _urn_escape(value: str) -> str:
+    return "".join(ch if ch in _URN_SAFE else f"%{ord(ch):02X}" for ch in value)
+
+
+def epc_urn_to_digital_link(urn: str) -> str:
+    """The canonical Digital Link of an EPC URN: ``urn:epc:id:sgtin:…`` → ``/01/…/21/…``,
+    ``urn:epc:class:lgtin:…`` → ``/01/…/10/…``, ``urn:epc:id:sscc:…`` → ``/00/…``, ``urn:epc:id:sgln:…`` →
+    ``/414/…[/254/…]`` (extension ``0`` means none), on ``https://id.gs1.org``. The company prefix length is
+    where the first dot is; check digits are computed. Raises InvalidInput naming the part that is wrong."""
+    match = _URN.fullmatch(urn) if isinstance(urn, str) else None
+    if match is None:
+        raise InvalidInput(f"{urn!r} is not an sgtin, lgtin, sscc or sgln EPC URN")
+    scheme, prefix, ref, rest = match.groups()
+    if (scheme == "lgtin") != (urn.split(":")[2] == "class"):
+        raise InvalidInput(f"{urn!r}: only lgtin is an EPC class URN (urn:epc:class:lgtin:…)")
+    if not 6 <= len(prefix) <= 12:
+        raise InvalidInput(f"{urn!r}: the GS1 company prefix has 6 to 12 digits, not {len(prefix)}")
+    digits = {"sgtin": 13, "lgtin": 13, "sscc": 17, "sgln": 12}[scheme]
+    if len(prefix) + len(ref) != digits:
+        raise InvalidInput(f"{urn!r}: company prefix and reference must have {digits} digits together")
+    needs_rest = scheme != "sscc"
+    if needs_rest != (rest is not None):
+        raise InvalidInput(f"{urn!r}: wrong number of '.'-separated parts for {scheme}")
+    decoded = None
+    if rest is not None:
+        try:
+            decoded = unquote(rest, errors="strict")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(f"{urn!r}: bad percent-escape") from exc
+    if scheme in ("sgtin", "lgtin"):
+        body = ref[0] + prefix + ref[1:]
+        gtin = body + str(gs1_check_digit(body))
+        assert decoded is not None
+        if scheme == "sgtin":
+            return DigitalLink(gtin=gtin, serial=decoded).uri
+        return DigitalLink(gtin=gtin, lot=decoded).uri
+    if scheme == "sscc":
+        body = ref[0] + prefix + ref[1:]
+        return DigitalLink(sscc=body + str(gs1_check_digit(body))).uri
+    body = prefix + ref
+    assert decoded is not None
+    return DigitalLink(gln=body + str(gs1_check_digit(body)), gln_extension=None if decoded == "0" else decoded).uri
+
+
+def digital_link_to_epc_urn(link: str | DigitalLink, *, company_prefix_length: int) -> str:
+    """The EPC URN of a Digital Link: GTIN+serial → sgtin, GTIN+lot → lgtin (class), SSCC → sscc, GLN
+    [+254] → sgln (extension ``0`` when none). A Digital Link does not say how long the GS1 company prefix
+    is, so ``company_prefix_length`` (6-12) must be given. Raises InvalidInput naming the part at fault."""
+    parsed = parse_digital_link(link) if isinstance(link, str) else link
+    if not isinstance(company_prefix_length, int) or not 6 <= company_prefix_length <= 12:
+        raise InvalidInput(f"company_prefix_length must be 6 to 12, not {company_prefix_length!r}")
+    n = company_prefix_length
+    if parsed.sscc is not None:
+        digits = parsed.sscc[:-1]
+        return f"urn:epc:id:sscc:{digits[1 : 1 + n]}.{digits[0]}{digits[1 + n :]}"
+    if parsed.gln is not None:
+        digits = parsed.gln[:-1]
+        ext = _urn_escape(parsed.gln_extension) if parsed.gln_extension is not None else "0"
+        return f"urn:epc:id:sgln:{digits[:n]}.{digits[n:]}.{ext}"
+    assert parsed.gtin is not None
+    digits = parsed.gtin[:-1]
+    key = f"{digits[1 : 1 + n]}.{digits[0]}{digits[1 + n :]}"
+    if parsed.serial is not None:
+        return f"urn:epc:id:sgtin:{key}.{_urn_escape(parsed.serial)}"
+    if parsed.lot is not None:
+        return f"urn:epc:class:lgtin:{key}.{_urn_escape(parsed.lot)}"
+    raise InvalidInput("a GTIN link needs a serial (21) or a lot (10) to have an EPC URN", pointer="/01")
