@@ -14,17 +14,18 @@ from tracer.service import Service
 
 
 def create_app(service: Service, *, run_writer: bool = True) -> FastAPI:
-    """The API over an opened ``service``; with ``run_writer`` its outbox writer runs while the app does."""
+    """The API over an opened ``service``; with ``run_writer`` its outbox writer and indexer run while the app does."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        if run_writer:
-            service.writer.start()
+        workers = (service.writer, service.indexer) if run_writer else ()
+        for worker in workers:
+            worker.start()
         try:
             yield
         finally:
-            if run_writer:
-                service.writer.stop()
+            for worker in workers:
+                worker.stop()
 
     app = FastAPI(
         title="tracer",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from typing import Annotated
@@ -12,6 +13,7 @@ from sqlmodel import Session
 
 from tracer.actors import create_actor
 from tracer.chain.client import ChainClient
+from tracer.chain.indexer import Indexer
 from tracer.config import Settings
 from tracer.exceptions import TracerError
 from tracer.service import open_store
@@ -51,6 +53,27 @@ def actor_add(
         _fail(str(exc))
     json.dump(public, sys.stdout)
     sys.stdout.write("\n")
+
+
+@app.command()
+def reindex() -> None:
+    """Rebuild everything the database derives from the chain, from the registry's logs alone; print what differed."""
+    settings = Settings()
+    try:
+        engine, _ = open_store(settings)
+        with Session(engine) as session:
+            registry = get_meta(session, "registry_address")
+            deploy_block = int(get_meta(session, "deploy_block") or 0)
+        if registry is None:
+            _fail("this data dir has no registry yet; start the service once with scripts/run", code=2)
+        client = ChainClient.connect(settings.effective_rpc_url, address=registry, deploy_block=deploy_block)
+        report = Indexer(engine=engine, client=client).reindex()
+    except TracerError as exc:
+        _fail(str(exc), code=2)
+    json.dump(dataclasses.asdict(report), sys.stdout, indent=2)
+    sys.stdout.write("\n")
+    if report.mismatched or report.missing_from_database:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -22,6 +22,7 @@ from sqlmodel import Session, col, select
 from tracer.actors import CHAIN_ROLES, create_actor
 from tracer.chain.client import ChainClient
 from tracer.chain.compiler import load_artifact
+from tracer.chain.indexer import Indexer
 from tracer.chain.writer import Writer
 from tracer.config import Settings
 from tracer.exceptions import ConfigurationError
@@ -48,6 +49,7 @@ class Service:
     chain_id: int
     deploy_block: int
     writer: Writer
+    indexer: Indexer
     deployed_now: bool = False
 
 
@@ -95,6 +97,7 @@ def open_service(settings: Settings, *, client: ChainClient | None = None) -> Se
         chain_id=client.chain_id,
         deploy_block=deploy_block,
         writer=writer,
+        indexer=Indexer(engine=engine, client=client),
         deployed_now=deployed_now,
     )
 

@@ -225,3 +225,28 @@ def test_a_saved_bundle_verifies_with_the_api_stopped_against_a_node_by_url(tmp_
 
     missing = subprocess.run([*verify[:4], str(tmp_path / "nope.json"), *verify[5:]], capture_output=True, timeout=60)
     assert missing.returncode == 2
+
+
+def test_a_reorg_on_anvil_is_repaired_and_every_event_ends_anchored_once(service: Service) -> None:
+    service.start()
+    demo = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "scripts/demo.py")], env=service.env, capture_output=True, timeout=300
+    )
+    assert demo.returncode == 0, demo.stderr.decode()
+    scan_url = demo.stdout.decode().strip().splitlines()[-1]
+    rpc = f"http://127.0.0.1:{service.chain_port}"
+    anchors = [e["anchor"]["blockNumber"] for e in service.scan(scan_url)["events"]]
+    latest = int(httpx.post(rpc, json={"jsonrpc": "2.0", "id": 1, "method": "eth_blockNumber"}).json()["result"], 16)
+    depth = latest - max(anchors) + 2  # the last two blocks that hold events are replaced by empty ones
+    reorg = httpx.post(rpc, json={"jsonrpc": "2.0", "id": 2, "method": "anvil_reorg", "params": [depth, []]}).json()
+    assert "error" not in reorg, reorg
+    deadline = time.monotonic() + 60
+    while True:
+        scan = service.scan(scan_url)
+        blocks = [e["anchor"]["blockNumber"] for e in scan["events"]]
+        if scan["verification"]["status"] == "verified" and blocks != anchors:
+            break
+        assert time.monotonic() < deadline, scan["verification"]
+        time.sleep(0.5)
+    assert all(e["anchor"]["status"] == "anchored" for e in scan["events"])
+    assert "rewinding the index" in service.log.read_text()

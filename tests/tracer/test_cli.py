@@ -44,3 +44,9 @@ def test_without_its_chain_it_exits_1_saying_what_to_do(tmp_path: Path) -> None:
     result = _run(tmp_path, "http://127.0.0.1:9", "acme", "--role", "enterprise")
     assert result.exit_code == 1
     assert "scripts/run" in result.stderr
+
+
+def test_reindex_without_a_registry_says_to_start_the_service(tmp_path: Path, anvil: str) -> None:
+    env = {"TRACER_DATA_DIR": str(tmp_path), "TRACER_RPC_URL": anvil, "TRACER_KEY_PASSPHRASE": "cli test"}
+    result = CliRunner().invoke(app, ["reindex"], env=env)
+    assert result.exit_code == 2 and "scripts/run" in result.stderr

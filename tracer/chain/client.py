@@ -463,7 +463,13 @@ class ChainClient:
 
         Scans from ``from_block`` (default: the deploy block) in ranges of ``LOG_CHUNK_BLOCKS``.
         """
-        lot_topic = HexBytes(_bytes32(lot_id)).to_0x_hex()
+        return self._recorded([HexBytes(_bytes32(lot_id)).to_0x_hex()], from_block, to_block)
+
+    def recorded_events(self, *, from_block: int | None = None, to_block: int | str = "latest") -> list[RecordedEvent]:
+        """Every ``EventRecorded`` log of the registry between the blocks, of all lots, in chain order."""
+        return self._recorded([], from_block, to_block)
+
+    def _recorded(self, topics: list[str], from_block: int | None, to_block: int | str) -> list[RecordedEvent]:
         start = self.deploy_block if from_block is None else from_block
         end = self.latest_block() if to_block == "latest" else int(to_block)
         events: list[RecordedEvent] = []
@@ -473,7 +479,7 @@ class ChainClient:
                 logs = self._w3.eth.get_logs(
                     {
                         "address": self.address,
-                        "topics": [self._event_topic().to_0x_hex(), lot_topic],
+                        "topics": [self._event_topic().to_0x_hex(), *topics],
                         "fromBlock": chunk_start,
                         "toBlock": chunk_end,
                     }

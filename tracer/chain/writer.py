@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,8 +25,9 @@ from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from tracer.chain.client import ChainClient, Receipt, ReceiptTimeout, RecordedEvent
+from tracer.chain.worker import Worker
 from tracer.epcis import event_hash_bytes
-from tracer.exceptions import ChainUnavailable, ContractReverted
+from tracer.exceptions import ContractReverted
 from tracer.store.models import Actor, ChainTask, Event, Lot
 
 log = logging.getLogger(__name__)
@@ -47,8 +47,10 @@ class _Sent:
     refused: ContractReverted | None = None  # the node refused it when it was sent
 
 
-class Writer:
+class Writer(Worker):
     """Drains the outbox to the chain; ``run_once`` is one round, ``start`` runs rounds in a thread."""
+
+    name = "writer"
 
     def __init__(
         self,
@@ -60,51 +62,12 @@ class Writer:
         confirmations: int = 1,
         idle_seconds: float = 0.2,
     ) -> None:
+        super().__init__(idle_seconds=idle_seconds)
         self._engine = engine
         self._client = client
         self._open_key = open_key
         self._deployer = deployer
         self._confirmations = max(1, confirmations)
-        self._idle_seconds = idle_seconds
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._wakeup = threading.Event()
-
-    # -- lifecycle -----------------------------------------------------------------------------------------
-
-    def start(self) -> None:
-        """Runs rounds in a daemon thread until ``stop``."""
-        self._thread = threading.Thread(target=self._loop, name="tracer-writer", daemon=True)
-        self._thread.start()
-
-    def stop(self, timeout: float = 10.0) -> None:
-        """Asks the thread to finish its round and waits for it."""
-        self._stop.set()
-        self._wakeup.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
-
-    def notify(self) -> None:
-        """Wakes the writer early: something was just accepted."""
-        self._wakeup.set()
-
-    def _loop(self) -> None:
-        backoff = self._idle_seconds
-        while not self._stop.is_set():
-            try:
-                progressed = self.run_once()
-                backoff = self._idle_seconds
-            except ChainUnavailable as exc:
-                log.warning("chain unavailable, retrying in %.1fs: %s", backoff, exc)
-                progressed = 0
-                backoff = min(backoff * 2, 5.0)
-            except Exception:  # the writer must outlive any single bad round
-                log.exception("writer round failed")
-                progressed = 0
-                backoff = min(backoff * 2, 5.0)
-            if not progressed:
-                self._wakeup.wait(backoff)
-                self._wakeup.clear()
 
     # -- one round -----------------------------------------------------------------------------------------
 

@@ -157,3 +157,51 @@ class CaptureJob(SQLModel, table=True):
     errors: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of problems
     event_ids: str = Field(sa_column=Column(Text, nullable=False))  # JSON list of accepted eventIDs
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class ChainLog(SQLModel, table=True):
+    """An ``EventRecorded`` log the indexer read from the registry: the chain's own account of a lot."""
+
+    __table_args__ = (UniqueConstraint("block_hash", "log_index"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    lot_id: str = Field(index=True, max_length=66)
+    seq: int
+    step: int
+    subject: str = Field(max_length=66)
+    event_hash: str = Field(max_length=66)  # the 32 digest bytes, 0x-hex
+    author: str = Field(max_length=42)
+    tx_hash: str = Field(max_length=66)
+    block_number: int = Field(index=True)
+    block_hash: str = Field(max_length=66)
+    log_index: int
+
+
+class IndexedBlock(SQLModel, table=True):
+    """The hash of a block the indexer reached: a changed hash at the same height means a reorg."""
+
+    number: int = Field(primary_key=True)
+    hash: str = Field(max_length=66)
+
+
+class ScanRecord(SQLModel, table=True):
+    """One consumer scan of a parcel (or unit) code: when, a salted device hash, a coarse place if offered.
+
+    Nothing here identifies a person: no IP address, no raw user agent, no cookie value; the device hash is
+    an HMAC under a per-deployment secret, and a place is rounded to 0.1 degree (about 11 km).
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    subject: str = Field(index=True, max_length=200)  # the canonical Digital Link path, e.g. /00/{sscc}
+    scanned_at: datetime = Field(default_factory=utcnow)
+    device_hash: str = Field(max_length=32)
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+class ScanClaim(SQLModel, table=True):
+    """The first scanner's confirmation that a delivered parcel (or unit) reached them: one per code."""
+
+    subject: str = Field(primary_key=True, max_length=200)
+    claimed_at: datetime = Field(default_factory=utcnow)
+    device_hash: str = Field(max_length=32)

@@ -1,0 +1,193 @@
+"""The indexer: follows the registry's logs, confirms anchors from them, and repairs after a reorg.
+
+It reads ``EventRecorded`` logs in chunks from a cursor, stores each once (keyed by block hash and log
+index) with the hash of the blocks it reached, and anchors the database's events from what the chain
+logged. When the chain changes under it — a reorg, or an anvil that came back from an older state dump,
+which to the indexer is the same thing — the stored block hashes no longer match: it rewinds to the
+last block both agree on, forgets the logs above it, and puts the events anchored there back into the
+outbox, whose writer sends them again (a re-send the chain already holds counts as done).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlmodel import Session, col, delete, select
+
+from tracer.chain.client import ChainClient, RecordedEvent
+from tracer.chain.worker import Worker
+from tracer.epcis import event_hash_bytes
+from tracer.exceptions import ChainError
+from tracer.store.database import get_meta, set_meta
+from tracer.store.models import ChainLog, Event, IndexedBlock, Lot
+
+log = logging.getLogger(__name__)
+
+CURSOR_KEY = "indexer_block"
+#: Blocks per round: a long way behind, the indexer catches up in bounded steps.
+CHUNK_BLOCKS = 5_000
+#: Block hashes kept to find the common ancestor after a reorg; a deeper reorg re-indexes from scratch.
+KEPT_BLOCKS = 256
+
+
+@dataclass
+class IndexReport:
+    """What one round (or a whole re-index) found."""
+
+    logs: int = 0
+    anchored: int = 0
+    rewound_to: int | None = None
+    reopened: list[str] = field(default_factory=list)  # eventIDs put back into the outbox
+    mismatched: list[str] = field(default_factory=list)  # "lot/seq": the chain logged another hash
+    missing_from_database: list[str] = field(default_factory=list)  # "lot/seq" logged but not stored
+
+
+class Indexer(Worker):
+    """Follows the registry's logs into the database (``run_once``: one bounded round)."""
+
+    name = "indexer"
+
+    def __init__(self, *, engine: Engine, client: ChainClient, idle_seconds: float = 1.0) -> None:
+        super().__init__(idle_seconds=idle_seconds)
+        self._engine = engine
+        self._client = client
+
+    def run_once(self) -> int:
+        """Indexes up to ``CHUNK_BLOCKS`` new blocks, after repairing any reorg; returns logs + repairs."""
+        report = self.index_round()
+        return report.logs + len(report.reopened)
+
+    def index_round(self) -> IndexReport:
+        """One round, with its report."""
+        report = IndexReport()
+        latest = self._client.latest_block()
+        with Session(self._engine) as session:
+            cursor = self._cursor(session)
+            ancestor = self._common_ancestor(session, cursor)
+            if ancestor < cursor:
+                self._rewind(session, ancestor, report)
+                cursor = ancestor
+            if latest > cursor:
+                to_block = min(latest, cursor + CHUNK_BLOCKS)
+                recorded = self._client.recorded_events(from_block=cursor + 1, to_block=to_block)
+                self._ingest(session, recorded, report, after=cursor, to_block=to_block)
+                session.add(IndexedBlock(number=to_block, hash="0x" + self._client.block_hash(to_block).hex()))
+                set_meta(session, CURSOR_KEY, str(to_block))
+                session.exec(delete(IndexedBlock).where(col(IndexedBlock.number) < to_block - KEPT_BLOCKS))
+            session.commit()
+        return report
+
+    def reindex(self) -> IndexReport:
+        """Forgets everything indexed and reads the registry's whole history again; reports what differed."""
+        with Session(self._engine) as session:
+            session.exec(delete(ChainLog))
+            session.exec(delete(IndexedBlock))
+            set_meta(session, CURSOR_KEY, str(self._client.deploy_block - 1))
+            session.commit()
+        total = IndexReport()
+        while True:
+            report = self.index_round()
+            for name in ("logs", "anchored"):
+                setattr(total, name, getattr(total, name) + getattr(report, name))
+            total.reopened += report.reopened
+            total.mismatched += report.mismatched
+            total.missing_from_database += report.missing_from_database
+            with Session(self._engine) as session:
+                if self._cursor(session) >= self._client.latest_block():
+                    return total
+
+    # -- internals ------------------------------------------------------------------------------------------
+
+    def _cursor(self, session: Session) -> int:
+        stored = get_meta(session, CURSOR_KEY)
+        return int(stored) if stored is not None else self._client.deploy_block - 1
+
+    def _common_ancestor(self, session: Session, cursor: int) -> int:
+        """The highest indexed block whose hash the chain still has (the cursor when nothing changed)."""
+        # The blocks the index holds logs of, and the tips of earlier rounds, highest first.
+        known = {block.number: block.hash for block in session.exec(select(IndexedBlock))}
+        known.update(session.exec(select(ChainLog.block_number, ChainLog.block_hash).distinct()).all())
+        for number in sorted(known, reverse=True):
+            try:
+                if "0x" + self._client.block_hash(number).hex() == known[number]:
+                    return min(number, cursor)
+            except ChainError:
+                continue  # the chain is shorter now: that block is gone
+        return cursor if not known else self._client.deploy_block - 1
+
+    def _rewind(self, session: Session, ancestor: int, report: IndexReport) -> None:
+        log.warning("the chain changed above block %d (reorg or restored state): rewinding the index", ancestor)
+        report.rewound_to = ancestor
+        session.exec(delete(ChainLog).where(col(ChainLog.block_number) > ancestor))
+        session.exec(delete(IndexedBlock).where(col(IndexedBlock.number) > ancestor))
+        for event in session.exec(
+            select(Event).where(Event.status == "anchored", col(Event.block_number) > ancestor)
+        ).all():
+            _reopen(session, event, report)
+        set_meta(session, CURSOR_KEY, str(ancestor))
+
+    def _ingest(
+        self, session: Session, recorded: list[RecordedEvent], report: IndexReport, *, after: int, to_block: int
+    ) -> None:
+        lots = {lot.lot_id: lot.id for lot in session.exec(select(Lot))}
+        confirmed: set[int] = set()
+        for entry in recorded:
+            lot_id = "0x" + entry.lot_id.hex()
+            block_hash = "0x" + entry.block_hash.hex()
+            known = session.exec(
+                select(ChainLog.id).where(ChainLog.block_hash == block_hash, ChainLog.log_index == entry.log_index)
+            ).first()
+            if known is None:
+                session.add(
+                    ChainLog(
+                        lot_id=lot_id,
+                        seq=entry.seq,
+                        step=entry.step,
+                        subject="0x" + entry.subject.hex(),
+                        event_hash="0x" + entry.event_hash.hex(),
+                        author=entry.author,
+                        tx_hash=entry.tx_hash,
+                        block_number=entry.block_number,
+                        block_hash=block_hash,
+                        log_index=entry.log_index,
+                    )
+                )
+                report.logs += 1
+            event = (
+                session.exec(select(Event).where(Event.lot_pk == lots[lot_id], Event.seq == entry.seq)).first()
+                if lot_id in lots
+                else None
+            )
+            if event is None:
+                report.missing_from_database.append(f"{lot_id}/{entry.seq}")
+                continue
+            if event_hash_bytes(event.event_hash) != entry.event_hash:
+                report.mismatched.append(f"{lot_id}/{entry.seq}")
+                continue
+            confirmed.add(event.id or 0)
+            if event.status != "anchored" or event.block_hash != block_hash or event.log_index != entry.log_index:
+                event.status, event.reason = "anchored", None
+                event.tx_hash, event.block_number = entry.tx_hash, entry.block_number
+                event.block_hash, event.log_index = block_hash, entry.log_index
+                session.add(event)
+                report.anchored += 1
+        # An event the writer anchored in this range that the chain did not log here was dropped by a
+        # reorg the indexer never saw (it happened above its cursor): back to the outbox.
+        for event in session.exec(
+            select(Event).where(
+                Event.status == "anchored", col(Event.block_number) > after, col(Event.block_number) <= to_block
+            )
+        ).all():
+            if event.id not in confirmed:
+                _reopen(session, event, report)
+
+
+def _reopen(session: Session, event: Event, report: IndexReport) -> None:
+    log.warning("event %s (seq %d) is no longer on chain; it goes back to the outbox", event.event_hash, event.seq)
+    event.status, event.reason = "pending", None
+    event.tx_hash = event.block_hash = None
+    event.block_number = event.log_index = None
+    session.add(event)
+    report.reopened.append(event.event_hash)
