@@ -207,3 +207,33 @@ class Driver:
         if documents:
             self.attach_all(parcel)
         return lot, parcel
+
+
+# Storage of TraceRegistry: AccessControl._roles (0), Pausable._paused (1), EIP712 name and version (2, 3), _lots (4).
+LOTS_SLOT = 4
+# Fields of LotRecord's second slot: (bit offset, width).
+_SLOT1_FIELDS = {
+    "received": (0, 64),
+    "split": (64, 64),
+    "released": (128, 64),
+    "last_seq": (192, 32),
+    "parcels": (224, 32),
+}
+
+
+def poke_lot_ledger(w3: Any, address: str, lot: bytes, **fields: int) -> None:
+    """Overwrite fields of a lot's second storage slot in py-evm's state (received, split, released, last_seq,
+    parcels), then mine a block: lets a test stand up a lot of many parcels without a transaction per split."""
+    chain = w3.provider.ethereum_tester.backend.chain
+    slot = int.from_bytes(keccak(lot + LOTS_SLOT.to_bytes(32, "big")), "big") + 1
+    canonical = bytes.fromhex(address[2:])
+    state = chain.get_vm().state
+    word = state.get_storage(canonical, slot)
+    for name, value in fields.items():
+        offset, width = _SLOT1_FIELDS[name]
+        mask = ((1 << width) - 1) << offset
+        word = (word & ~mask) | (value << offset)
+    state.set_storage(canonical, slot, word)
+    state.persist()
+    chain.header = chain.header.copy(state_root=state.state_root)
+    w3.provider.ethereum_tester.mine_blocks(1)

@@ -15,6 +15,7 @@ from registry_support import (
     fresh_lot,
     fresh_parcel,
     next_head,
+    poke_lot_ledger,
     role_id,
 )
 
@@ -22,9 +23,6 @@ from registry_support import (
 STATE, RECALLED, ENTERPRISE, DECLARED, RECEIVED, SPLIT, RELEASED, NEXT_SEQ, PARCEL_COUNT, HEAD = range(10)
 # getParcel tuple positions (ITraceRegistry.Parcel).
 P_LOT, P_STATE, P_INDEX, P_QUANTITY, P_DOCUMENTS = range(5)
-
-# Storage of TraceRegistry after AccessControl._roles (0), Pausable._paused (1), EIP712 name and version (2, 3).
-_LOTS_SLOT = 4
 
 
 def _events(registry, receipt):
@@ -570,14 +568,4 @@ def test_journey_steps_stay_within_gas_budget(driver):
 
 
 def _poke_released_quantity(w3, address, lot, released):
-    """Overwrite the lot's releasedQuantity in py-evm's pending state (slot 1 of LotRecord, bytes 16..23)."""
-    chain = w3.provider.ethereum_tester.backend.chain
-    base = int.from_bytes(keccak(lot + _LOTS_SLOT.to_bytes(32, "big")), "big")
-    canonical = bytes.fromhex(address[2:])
-    state = chain.get_vm().state
-    word = state.get_storage(canonical, base + 1)
-    mask = ((1 << 64) - 1) << 128
-    state.set_storage(canonical, base + 1, (word & ~mask) | (released << 128))
-    state.persist()
-    chain.header = chain.header.copy(state_root=state.state_root)
-    w3.provider.ethereum_tester.mine_blocks(1)
+    poke_lot_ledger(w3, address, lot, released=released)
