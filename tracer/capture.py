@@ -194,7 +194,7 @@ class _Reader:
 
 def _parse_id(value: str, pointer: str) -> identifiers.LotRef | identifiers.ParcelRef | identifiers.UnitRef:
     try:
-        return identifiers.parse_digital_link_uri(value)
+        return identifiers.parse_identifier(value)
     except InvalidInput as exc:
         raise InvalidInput(f"{value!r}: {exc.message}", pointer=pointer) from exc
 
@@ -345,7 +345,7 @@ def _try_parse(value: Any) -> identifiers.LotRef | identifiers.ParcelRef | ident
     if not isinstance(value, str):
         return None
     try:
-        return identifiers.parse_digital_link_uri(value)
+        return identifiers.parse_identifier(value)
     except InvalidInput:
         return None
 

@@ -575,3 +575,13 @@ def digital_link_to_epc_urn(link: str | DigitalLink, *, company_prefix_length: i
     if parsed.lot is not None:
         return f"urn:epc:class:lgtin:{key}.{_urn_escape(parsed.lot)}"
     raise InvalidInput("a GTIN link needs a serial (21) or a lot (10) to have an EPC URN", pointer="/01")
+
+
+def parse_identifier(value: str) -> LotRef | ParcelRef | UnitRef:
+    """The lot, parcel or unit a Digital Link URI (any host) or an EPC URN (lgtin, sscc, sgtin) names.
+
+    EPCIS events may carry either form; both resolve to the same reference. Raises InvalidInput.
+    """
+    if isinstance(value, str) and value.startswith("urn:epc:"):
+        value = epc_urn_to_digital_link(value)
+    return parse_digital_link_uri(value)

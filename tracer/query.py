@@ -174,12 +174,12 @@ def _bare(value: Any) -> str | None:
 
 
 def _normal_id(value: Any) -> str | None:
-    """Digital Link URIs on any host compare by their GS1 path; other identifiers as they are."""
+    """EPC URNs and Digital Link URIs on any host compare by their GS1 path; other identifiers as they are."""
     if not isinstance(value, str):
         return None
     try:
-        return identifiers.parse_digital_link_uri(value).path
-    except (InvalidInput, AttributeError):
+        return identifiers.parse_identifier(value).path
+    except InvalidInput:
         return value
 
 

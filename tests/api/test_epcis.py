@@ -371,5 +371,26 @@ def test_a_correction_of_nothing_is_400(journey: Journey, problem: ProblemCheck)
     problem(_capture(journey.api, journey.parties.warehouse, corrected), 400)
 
 
+def test_epc_urns_and_digital_links_name_the_same_lot_and_parcel(journey: Journey) -> None:
+    code = sscc(46)
+    urn_class = "urn:epc:class:lgtin:9421902.096005.WMS-7%2F2026"
+    urn_parcel = f"urn:epc:id:sscc:{code[1:8]}.{code[0]}{code[8:17]}"
+    api, parties = journey.api, journey.parties
+    declared = declaration()
+    declared["quantityList"] = [{"epcClass": urn_class, "quantity": 100}]
+    for key, events in (
+        (parties.enterprise, [declared]),
+        (parties.warehouse, [entry()]),
+        (parties.customs, [inspection()]),
+        (parties.warehouse, [storage(), {**split(code), "parentID": urn_parcel}]),
+    ):
+        response = _capture(api, key, *events)
+        assert response.status_code == 202, response.text
+    found = api.get(f"/events?MATCH_anyEPC=https://id.gs1.org/00/{code}", parties.warehouse).json()
+    assert len(found["epcisBody"]["queryResults"]["resultsBody"]["eventList"]) == 1
+    by_urn = api.get(f"/events?MATCH_epcClass={urn_class.replace('%', '%25')}", parties.warehouse).json()
+    assert len(by_urn["epcisBody"]["queryResults"]["resultsBody"]["eventList"]) == 5
+
+
 def test_unknown_query_parameters_are_400(journey: Journey, problem: ProblemCheck) -> None:
     problem(journey.api.get("/events?EQ_colour=red", journey.parties.warehouse), 400, pointer="/EQ_colour")
