@@ -237,3 +237,17 @@ def poke_lot_ledger(w3: Any, address: str, lot: bytes, **fields: int) -> None:
     state.persist()
     chain.header = chain.header.copy(state_root=state.state_root)
     w3.provider.ethereum_tester.mine_blocks(1)
+
+
+#: TraceRegistry._rangeCount, after the eight mappings from slot 4 on.
+RANGE_COUNT_SLOT = 12
+
+
+def poke_storage(w3: Any, address: str, slot: int, value: int) -> None:
+    """Overwrite one storage slot of ``address`` in py-evm's state, then mine a block."""
+    chain = w3.provider.ethereum_tester.backend.chain
+    state = chain.get_vm().state
+    state.set_storage(bytes.fromhex(address[2:]), slot, value)
+    state.persist()
+    chain.header = chain.header.copy(state_root=state.state_root)
+    w3.provider.ethereum_tester.mine_blocks(1)
