@@ -54,3 +54,20 @@ if [ ! -f "$npm_stamp" ]; then
 fi
 
 .venv/bin/python -m tracer.chain.compiler || fail "compiling the contracts failed (see above)"
+
+# The browser tests (tests/browser) drive Debian's Chromium through Playwright, never a downloaded browser,
+# and need a CJK font, or Chinese renders as boxes. Installed only when absent.
+browser_missing=()
+command -v chromium >/dev/null 2>&1 || browser_missing+=(chromium)
+fc-list 2>/dev/null | grep -qi "Noto Sans CJK" || browser_missing+=(fonts-noto-cjk)
+if [ ${#browser_missing[@]} -gt 0 ]; then
+  say "installing ${browser_missing[*]} for the browser tests (Debian packages; Playwright downloads no browser)"
+  if [ "$(id -u)" -eq 0 ]; then apt=(apt-get); elif command -v sudo >/dev/null 2>&1; then apt=(sudo apt-get); else apt=(); fi
+  if [ ${#apt[@]} -eq 0 ] || ! command -v apt-get >/dev/null 2>&1; then
+    fail "install ${browser_missing[*]} (Debian: apt-get install -y ${browser_missing[*]}); the browser tests need them"
+  fi
+  DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y --no-install-recommends "${browser_missing[@]}" >/dev/null \
+    || { "${apt[@]}" update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive "${apt[@]}" install -y \
+         --no-install-recommends "${browser_missing[@]}" >/dev/null; } \
+    || fail "apt-get install ${browser_missing[*]} failed; install them by hand, the browser tests need them"
+fi

@@ -31,3 +31,29 @@ def qr_svg(data: str) -> bytes:
     buffer = io.BytesIO()
     _code(data).make_image(image_factory=qrcode.image.svg.SvgPathImage).save(buffer)
     return buffer.getvalue()
+
+
+def qr_modules(data: str) -> list[list[bool]]:
+    """The dark (True) and light modules of ``data``'s QR code, quiet zone included, row by row."""
+    return [list(row) for row in _code(data).get_matrix()]
+
+
+def qr_svg_path(modules: list[list[bool]], *, x: float, y: float, size: float) -> str:
+    """An SVG path ``d`` drawing ``modules`` as a square of side ``size`` at (``x``, ``y``): one rectangle
+    per horizontal run of dark modules, so a sheet of codes stays small."""
+    unit = size / len(modules)
+    parts = []
+    for row_index, row in enumerate(modules):
+        column = 0
+        while column < len(row):
+            if not row[column]:
+                column += 1
+                continue
+            start = column
+            while column < len(row) and row[column]:
+                column += 1
+            left, top = x + start * unit, y + row_index * unit
+            parts.append(
+                f"M{left:.3f} {top:.3f}h{(column - start) * unit:.3f}v{unit:.3f}h{-(column - start) * unit:.3f}z"
+            )
+    return "".join(parts)

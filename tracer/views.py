@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from urllib.parse import unquote
 
+from hexbytes import HexBytes
 from pydantic import BaseModel
 from sqlmodel import Session, col, select
 
 from tracer import identifiers
 from tracer.chain.client import ChainClient
 from tracer.journey import lot_events
+from tracer.lifecycle import ParcelState
+from tracer.scans import ScanSummary
 from tracer.store.models import Event, Lot, Parcel
-from tracer.verify import Verification, verify_events
+from tracer.verify import Status, Verification, verify_events
 
 
 class ParcelPublic(BaseModel):
@@ -95,19 +102,38 @@ def anchor(event: Event) -> dict[str, Any]:
 
 
 def scan_document(
-    *, session: Session, client: ChainClient, public_url: str, lot: Lot, parcel: Parcel | None = None
+    *,
+    session: Session,
+    client: ChainClient,
+    public_url: str,
+    lot: Lot,
+    parcel: Parcel | None = None,
+    scans: ScanSummary | None = None,
 ) -> tuple[dict[str, Any], Verification]:
-    """The scan JSON of a lot (or of a parcel split from it), verified against the chain now."""
+    """The scan JSON of a lot (or of a parcel split from it), verified against the chain now.
+
+    ``scans`` (for a parcel) adds the ``scans`` object and fills ``clone_warning``; each event carries
+    ``check``, its own verdict, and ``recordedAt``, the time of its block when the node answered.
+    """
     path = identifiers.parcel_path(parcel.sscc) if parcel else identifiers.lot_path(lot.gtin, lot.lot_number)
     events = lot_events(session=session, lot=lot)
     verification = verify_events(client=client, lot_id=lot.lot_id, events=events)
     shown = [e for e in events if e.parcel_pk is None or (parcel is not None and e.parcel_pk == parcel.id)]
+    checks = {check.seq: check.status.value for check in verification.checks}
+    reachable = verification.status is not Status.UNVERIFIABLE
+    verified = [e.block_hash for e in shown if checks.get(e.seq) == "verified"]
+    times = block_times(client, verified) if reachable else {}
     recall_event = next((e for e in events if e.step == "recall"), None)
     recall: dict[str, Any] = {"recalled": lot.recalled}
     if recall_event is not None:
         payload = json.loads(recall_event.payload)
         recall.update(reason=payload.get("tracer:reason"), recalled_at=payload.get("eventTime"))
-    document = {
+    links = {
+        "qr_png": f"{public_url}/qr/png{path}",
+        "qr_svg": f"{public_url}/qr/svg{path}",
+        "proof": f"{public_url}/proof{path}",
+    }
+    document: dict[str, Any] = {
         "id": public_url + path,
         "product": {
             "gtin": lot.gtin,
@@ -119,20 +145,40 @@ def scan_document(
             "hs_code": lot.hs_code,
             **({"sscc": parcel.sscc, "quantity": parcel.quantity} if parcel else {}),
         },
-        "events": [_event_summary(e) for e in shown],
+        "events": [_event_summary(e, checks.get(e.seq, "unverifiable"), times) for e in shown],
         "verification": verification.public(),
         "recall": recall,
-        "clone_warning": None,
-        "links": {
-            "qr_png": f"{public_url}/qr/png{path}",
-            "qr_svg": f"{public_url}/qr/svg{path}",
-            "proof": f"{public_url}/proof{path}",
-        },
+        "clone_warning": scans.clone_warning() if scans else None,
+        "links": links,
     }
+    if parcel is not None and scans is not None:
+        document["scans"] = scans.public(claimable=parcel.state == ParcelState.DELIVERED)
+        links["claim"] = f"{public_url}/claim{path}"
     return document, verification
 
 
-def _event_summary(event: Event) -> dict[str, Any]:
+_BLOCK_TIMES: dict[str, str] = {}  # block hash -> ISO time: a block's time never changes
+_BLOCK_TIME_LIMIT = 64
+
+
+def block_times(client: ChainClient, block_hashes: Iterable[str | None]) -> dict[str, str]:
+    """The timestamps (ISO, UTC) of the blocks ``block_hashes``, as far as the node answers; never raises.
+
+    For display only: the verdict never depends on them. At most 64 blocks are looked up per call.
+    """
+    wanted = sorted({h for h in block_hashes if h})[:_BLOCK_TIME_LIMIT]
+    for block_hash in wanted:
+        if block_hash in _BLOCK_TIMES:
+            continue
+        try:
+            stamp = int(client.w3.eth.get_block(HexBytes(block_hash))["timestamp"])
+        except Exception:  # any failure just leaves the time out; the verdict stands
+            break
+        _BLOCK_TIMES[block_hash] = datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
+    return {h: _BLOCK_TIMES[h] for h in wanted if h in _BLOCK_TIMES}
+
+
+def _event_summary(event: Event, check: str, times: dict[str, str]) -> dict[str, Any]:
     payload = json.loads(event.payload)
     location = (payload.get("bizLocation") or payload.get("readPoint") or {}).get("id")
     return {
@@ -140,9 +186,12 @@ def _event_summary(event: Event) -> dict[str, Any]:
         "step": event.step,
         "bizStep": payload.get("bizStep"),
         "disposition": payload.get("disposition"),
+        **({"sampled": True} if payload.get("tracer:sampled") else {}),
         "eventTime": payload.get("eventTime"),
         "location": location,
         "anchor": anchor(event),
+        "check": check,
+        "recordedAt": times.get(event.block_hash) if event.block_hash else None,
     }
 
 
@@ -168,3 +217,94 @@ def proof_bundle(*, session: Session, registry: str, chain_id: int, lot: Lot, pa
             for e in lot_events(session=session, lot=lot)
         ],
     }
+
+
+# -- the consumer's page ---------------------------------------------------------------------------------
+
+DISPLAY_OFFSET = timedelta(hours=8)
+"""Times on the page are shown in China Standard Time (UTC+8), where the pilot zone's consumers are."""
+
+EXPIRY_SOON_DAYS = 30
+"""The page warns when the lot expires within this many days."""
+
+_GLN_LOCATION = re.compile(r"/414/(?P<gln>\d{13})(?:/254/(?P<ext>[^/?#]+))?")
+
+
+def display_time(value: str | None) -> str | None:
+    """An ISO time as ``YYYY-MM-DD HH:MM`` in UTC+8, or None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment.astimezone(UTC) + DISPLAY_OFFSET).strftime("%Y-%m-%d %H:%M")
+
+
+def display_place(location: str | None) -> str | None:
+    """A readable place: ``GLN 9521234000006 · A-01-03`` for a GS1 location link, else the identifier."""
+    if not location:
+        return None
+    match = _GLN_LOCATION.search(location)
+    if match is None:
+        return location
+    ext = match.group("ext")
+    return f"GLN {match.group('gln')}" + (f" · {unquote(ext)}" if ext else "")
+
+
+def expiry_state(expiry: str | None, *, today: date) -> dict[str, Any] | None:
+    """``{"date", "state": "expired"|"soon"|"ok", "days_left"}`` of a ``YYYY-MM-DD`` expiry, or None."""
+    if not expiry:
+        return None
+    try:
+        day = date.fromisoformat(expiry)
+    except ValueError:
+        return None
+    left = (day - today).days
+    state = "expired" if left < 0 else "soon" if left <= EXPIRY_SOON_DAYS else "ok"
+    return {"date": expiry, "state": state, "days_left": left}
+
+
+def page_context(document: dict[str, Any], *, today: date) -> dict[str, Any]:
+    """What the scan page shows beyond the scan JSON: the timeline in display form, the expiry state and
+    the per-status counts behind the verification badge (pure: the template only translates)."""
+    timeline = []
+    for event in document["events"]:
+        timeline.append(
+            {
+                "step": event["step"],
+                "bizStep": event.get("bizStep"),
+                "result": _inspection_result(event),
+                "when": display_time(event.get("eventTime")),
+                "place": display_place(event.get("location")),
+                "check": event.get("check"),
+                "block": event["anchor"].get("blockNumber"),
+                "recorded": display_time(event.get("recordedAt")),
+            }
+        )
+    checks = [event.get("check") for event in document["events"]]
+    recorded = [t["recorded"] for t in timeline if t["recorded"]]
+    blocks = [t["block"] for t in timeline if t["block"] is not None and t["check"] == "verified"]
+    return {
+        "timeline": timeline,
+        "expiry": expiry_state(document["product"].get("expiry"), today=today),
+        "counts": {status: checks.count(status) for status in ("verified", "pending", "tampered")},
+        "first_block": min(blocks) if blocks else None,
+        "last_block": max(blocks) if blocks else None,
+        "last_recorded": max(recorded) if recorded else None,
+        "recalled_at": display_time(document["recall"].get("recalled_at")),
+        "checked_at": display_time(document["verification"].get("checked_at")),
+        "first_scan": display_time((document.get("scans") or {}).get("first_scan_at")),
+        "claimed_at": display_time((document.get("scans") or {}).get("claimed_at")),
+    }
+
+
+def _inspection_result(event: dict[str, Any]) -> str | None:
+    if event["step"] != "inspection":
+        return None
+    if event.get("sampled"):
+        return "sampled"
+    disposition = str(event.get("disposition") or "")
+    return disposition.rsplit("Disp-", 1)[-1].rsplit(":", 1)[-1] or None

@@ -1,27 +1,42 @@
-"""The consumer's scan: GS1 Digital Link paths of lots and parcels, as HTML or JSON, QR codes and proofs.
+"""The consumer's scan: GS1 Digital Link paths of lots and parcels, as HTML or JSON, QR codes, proofs, the
+receipt claim (clone detection) and printable label sheets.
 
 Lot numbers may contain "/" and other reserved characters, percent-encoded in the path, so these routes
 parse the raw path rather than FastAPI's decoded one.
+
+Two first-party cookies, both functional: ``tracer_device`` (a random identifier, so that scans and a
+claim from one phone are recognised as one device; stored only as a salted hash, see tracer.scans) and
+``tracer_lang`` (the language picked with the switch).
 """
 
 from __future__ import annotations
 
+import secrets
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlmodel import Session
 
-from api.deps import ServiceDep, SessionDep
-from tracer import identifiers, journey
-from tracer.exceptions import InvalidInput, NotFound
+from api.deps import ActorDep, ServiceDep, SessionDep
+from tracer import identifiers, journey, labels, scans
+from tracer.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
+from tracer.lifecycle import ParcelState
 from tracer.qr import qr_png, qr_svg
 from tracer.store.models import Lot, Parcel
-from tracer.views import proof_bundle, scan_document
+from tracer.views import page_context, proof_bundle, scan_document
 
 router = APIRouter(tags=["scan"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
+# Inlined into the page: one round trip on a slow phone, and nothing fetched from anywhere else.
+_CSS = (Path(__file__).resolve().parent.parent / "static" / "scan.css").read_text(encoding="utf-8")
+DEVICE_COOKIE = "tracer_device"
+LANG_COOKIE = "tracer_lang"
+_COOKIE_AGE = 2 * 365 * 24 * 3600
+LABEL_ROLES = ("admin", "enterprise", "warehouse")
 
 
 def _resolve(session: Session, raw_path: str) -> tuple[Lot, Parcel | None, str]:
@@ -38,7 +53,8 @@ def _resolve(session: Session, raw_path: str) -> tuple[Lot, Parcel | None, str]:
             None,
             identifiers.lot_path(ref.gtin, ref.lot),
         )
-    raise NotFound("unit", raw_path)  # units come with serialisation, in a later version
+    # A unit is not a recorded thing yet: nothing on chain or in the store names one serial.
+    raise NotFound("unit", f"{raw_path} (units are not serialised yet: scan the parcel's /00/ code or the lot's)")
 
 
 def _raw_path(request: Request, prefix: str = "") -> str:
@@ -53,35 +69,149 @@ def _wants_json(request: Request) -> bool:
 
 
 def _language(request: Request) -> str:
-    chosen = request.query_params.get("lang")
-    if chosen in ("zh", "en"):
-        return chosen
-    accept = request.headers.get("accept-language", "").lower()
-    return "zh" if accept.startswith("zh") or (accept and "zh" in accept.split(",")[0]) else "en"
+    """``?lang=`` (the switch), else the remembered choice, else the first zh or en of Accept-Language."""
+    for chosen in (request.query_params.get("lang"), request.cookies.get(LANG_COOKIE)):
+        if chosen in ("zh", "en"):
+            return chosen
+    for part in request.headers.get("accept-language", "").lower().split(","):
+        tag = part.split(";", 1)[0].strip()
+        if tag.startswith(("zh", "en")):
+            return tag[:2]
+    return "en"
 
 
-def _scan(request: Request, session: SessionDep, service: ServiceDep) -> Response:
-    lot, parcel, _ = _resolve(session, _raw_path(request))
-    document, verification = scan_document(
-        session=session, client=service.client, public_url=service.settings.public_url or "", lot=lot, parcel=parcel
-    )
+def _device(request: Request, session: Session) -> tuple[str, str | None]:
+    """The device hash of the request, and the device cookie to set (None when it has one already)."""
+    cookie = request.cookies.get(DEVICE_COOKIE)
+    if cookie and len(cookie) <= 64:
+        return scans.device_hash(session=session, fingerprint=f"cookie|{cookie}"), None
     if _wants_json(request):
-        return JSONResponse(document)
-    return templates.TemplateResponse(
-        request, "scan.html", {"doc": document, "lang": _language(request), "status": verification.status.value}
+        # An app or script that keeps no cookies is known by its user agent and language alone: fewer
+        # distinct devices, never more, so polling cannot raise a false "many devices" alarm.
+        agent = request.headers.get("user-agent", "")
+        language = request.headers.get("accept-language", "")
+        return scans.device_hash(session=session, fingerprint=f"agent|{agent}|{language}"), None
+    issued = secrets.token_urlsafe(16)  # a browser's first scan: this is its device from now on
+    return scans.device_hash(session=session, fingerprint=f"cookie|{issued}"), issued
+
+
+def _set_cookie(response: Response, request: Request, name: str, value: str) -> None:
+    response.set_cookie(
+        name, value, max_age=_COOKIE_AGE, httponly=True, samesite="lax", secure=request.url.scheme == "https"
     )
+
+
+def _scan(
+    request: Request, session: Session, service: ServiceDep, lat: float | None = None, lon: float | None = None
+) -> Response:
+    lot, parcel, path = _resolve(session, _raw_path(request))
+    summary, issued = None, None
+    if parcel is not None:
+        device, issued = _device(request, session)
+        scans.record_scan(session=session, subject=path, device=device, latitude=lat, longitude=lon)
+        session.commit()
+        summary = scans.summarise(session=session, subject=path, device=device)
+    document, verification = scan_document(
+        session=session,
+        client=service.client,
+        public_url=service.settings.public_url or "",
+        lot=lot,
+        parcel=parcel,
+        scans=summary,
+    )
+    response: Response
+    if _wants_json(request):
+        response = JSONResponse(document)
+    else:
+        lang = _language(request)
+        context = {
+            "doc": document,
+            "page": page_context(document, today=datetime.now(UTC).date()),
+            "lang": lang,
+            "status": verification.status.value,
+            "css": _CSS,
+            "claim_action": f"/claim{path}",
+        }
+        response = templates.TemplateResponse(request, "scan.html", context)
+        if request.query_params.get("lang") in ("zh", "en"):
+            _set_cookie(response, request, LANG_COOKIE, lang)
+    response.headers["Cache-Control"] = "no-store"  # a scan is a fresh verdict, and it is counted
+    if issued:
+        _set_cookie(response, request, DEVICE_COOKIE, issued)
+    return response
+
+
+Latitude = Annotated[float | None, Query(ge=-90, le=90, description="Coarse latitude, if the client offers it")]
+Longitude = Annotated[float | None, Query(ge=-180, le=180, description="Coarse longitude, if the client offers it")]
 
 
 @router.get("/01/{rest:path}", response_class=HTMLResponse, summary="Scan a lot (GS1 Digital Link)")
 def scan_lot(request: Request, session: SessionDep, service: ServiceDep) -> Response:
     """A lot's journey and its verification against the chain (HTML; JSON with Accept: application/json)."""
-    return _scan(request, session, service)
+    return _scan(request, session, service)  # lot codes are shared by every tin of a lot: scans are not counted
 
 
 @router.get("/00/{rest:path}", response_class=HTMLResponse, summary="Scan a parcel (GS1 Digital Link)")
-def scan_parcel(request: Request, session: SessionDep, service: ServiceDep) -> Response:
-    """A parcel's journey and its verification against the chain (HTML; JSON with Accept: application/json)."""
-    return _scan(request, session, service)
+def scan_parcel(
+    request: Request, session: SessionDep, service: ServiceDep, lat: Latitude = None, lon: Longitude = None
+) -> Response:
+    """A parcel's journey, its verification against the chain and its clone check (HTML; JSON with
+    Accept: application/json). The scan is recorded; ``lat``/``lon`` are kept rounded to about 11 km."""
+    return _scan(request, session, service, lat, lon)
+
+
+@router.post("/claim/{rest:path}", summary="Confirm receipt of a delivered parcel (first scanner)")
+def claim_parcel(request: Request, session: SessionDep) -> Response:
+    """The first scanner of a delivered parcel confirms receipt; later scans by other devices then warn.
+
+    Needs the device cookie the scan page sets. A form post is answered with a redirect to the page,
+    JSON with 201 (made), 200 (already this device's) or a 409 problem.
+    """
+    lot, parcel, path = _resolve(session, _raw_path(request, "/claim"))
+    if parcel is None:
+        raise InvalidInput("only a parcel's code can be claimed, not a lot's", pointer="/00")
+    if not request.cookies.get(DEVICE_COOKIE):
+        raise InvalidInput(f"open the scan page first: a claim comes from the device that scanned {path}")
+    device, _ = _device(request, session)
+    try:
+        made, new = scans.claim(
+            session=session, subject=path, device=device, delivered=parcel.state == ParcelState.DELIVERED
+        )
+        session.commit()
+    except Conflict:
+        if _wants_json(request):
+            raise
+        return RedirectResponse(path, status_code=303)  # the page tells who claimed it and when
+    if not _wants_json(request):
+        return RedirectResponse(path, status_code=303)
+    body = {"subject": path, "claimed_at": made.claimed_at.isoformat().replace("+00:00", "Z")}
+    return JSONResponse(body, status_code=201 if new else 200)
+
+
+@router.get("/labels/{rest:path}", summary="Printable A4 label sheet of a lot's parcels (SVG)")
+def label_sheet(
+    request: Request,
+    actor: ActorDep,
+    session: SessionDep,
+    service: ServiceDep,
+    page: Annotated[int, Query(ge=1, description="Sheet number: 21 labels per A4 sheet")] = 1,
+) -> Response:
+    """``/labels/01/{gtin}/10/{lot}.svg``: the QR codes of the lot's parcels with GTIN, lot and SSCC under
+    each (admin, enterprise or warehouse); further sheets by ``?page=``, announced in a ``Link`` header."""
+    if actor.role not in LABEL_ROLES:
+        raise PermissionDenied(actor.name, actor.role, " or ".join(LABEL_ROLES))
+    raw = _raw_path(request, "/labels")
+    if not raw.endswith(".svg"):
+        raise InvalidInput("label sheets are SVG: /labels/01/{gtin}/10/{lot}.svg", pointer="/labels")
+    lot, parcel, _ = _resolve(session, raw.removesuffix(".svg"))
+    if parcel is not None:
+        raise InvalidInput("label sheets are made for a lot: /labels/01/{gtin}/10/{lot}.svg", pointer="/00")
+    sheet = labels.lot_sheet(session=session, lot=lot, public_url=service.settings.public_url or "", page=page)
+    headers = {"Content-Disposition": f'inline; filename="labels-{lot.gtin}-page{page}.svg"'}
+    if sheet.pages > page:
+        headers["Link"] = f'<{request.url.path}?page={page + 1}>; rel="next"'
+    headers["X-Total-Pages"] = str(sheet.pages)
+    return Response(sheet.svg, media_type="image/svg+xml", headers=headers)
 
 
 @router.get("/qr/{kind}/{rest:path}", summary="QR code of a lot or parcel")

@@ -35,13 +35,16 @@ def _scan(journey: Journey, path: str) -> dict:
 def test_scan_json_has_the_documented_shape(journey: Journey) -> None:
     parcel = _delivered(journey)
     scan = _scan(journey, f"/00/{parcel}")
-    assert set(scan) == {"id", "product", "events", "verification", "recall", "clone_warning", "links"}
+    # INTERFACES.md's fields, plus ours for a parcel: its scan counts and claim (docs/scan.md)
+    assert set(scan) == {"id", "product", "events", "verification", "recall", "clone_warning", "links", "scans"}
     assert scan["id"] == f"https://trace.example/00/{parcel}"
     assert set(scan["verification"]) == {"status", "reason", "checked_at", "events_checked"}
     assert scan["verification"]["events_checked"] == 10
     assert scan["recall"] == {"recalled": False}
     assert all(e["anchor"]["status"] == "anchored" and e["anchor"]["txHash"] for e in scan["events"])
-    assert set(scan["links"]) == {"qr_png", "qr_svg", "proof"}
+    assert set(scan["links"]) == {"qr_png", "qr_svg", "proof", "claim"}
+    assert scan["clone_warning"] is None
+    assert all(e["check"] == "verified" and e["recordedAt"] for e in scan["events"])
 
 
 def test_lot_path_with_a_percent_encoded_slash_resolves(journey: Journey) -> None:

@@ -1,0 +1,199 @@
+"""Clone detection for QR codes without special chips: every scan of a parcel code is recorded, the first
+scanner after delivery may claim it, and a code that looks copied says so at scan time.
+
+A QR label can be photocopied; what a copy cannot hide is being scanned where the original is not. So:
+
+* every scan of a parcel (or unit) code is recorded: when, a salted hash of the scanning device, and a
+  coarse place only when the client offers one;
+* once the parcel is delivered, the first scanner may **claim** it ("I received this");
+* the scan carries a ``clone_warning`` when the code was scanned by another device after it was claimed,
+  or when more than ``DEVICE_THRESHOLD`` distinct devices have scanned it (a household and a courier stay
+  well below that; a label copied onto many tins does not).
+
+Lot codes are not recorded: a lot's code is printed on every tin of the lot and is meant to be shared.
+
+Privacy (PIPL): nothing stored identifies a person. No IP address, no raw user agent, no cookie value is
+kept. The "device" is a random identifier the page sets in a first-party cookie (or, for a client without
+cookies, its user agent and language), stored only as an HMAC-SHA-256 under a secret of this deployment
+(kept in the ``meta`` table), truncated to 128 bits: it links scans of one device to each other and to
+nothing else. A place is kept only when the client sends one, rounded to 0.1 degree (about 11 km).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, func, select
+
+from tracer.exceptions import Conflict, InvalidInput
+from tracer.store.database import get_meta, set_meta
+from tracer.store.models import ScanClaim, ScanRecord
+
+DEVICE_THRESHOLD = 5
+"""A code scanned by more than this many distinct devices gets a clone warning."""
+
+LOCATION_DECIMALS = 1
+"""Places are rounded to this many decimals of a degree (0.1 degree: about 11 km) before they are stored."""
+
+_SALT_KEY = "scan_device_salt"
+
+
+def device_hash(*, session: Session, fingerprint: str) -> str:
+    """The salted hash (32 hex digits) under which scans of the device ``fingerprint`` are recorded.
+
+    The secret is created on first use and kept in the ``meta`` table; the caller commits.
+    """
+    salt = get_meta(session, _SALT_KEY)
+    if salt is None:
+        salt = secrets.token_hex(32)
+        try:
+            with session.begin_nested():
+                set_meta(session, _SALT_KEY, salt)
+        except IntegrityError:  # another request created it first
+            salt = get_meta(session, _SALT_KEY)
+            assert salt is not None
+    return hmac.new(bytes.fromhex(salt), fingerprint.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def coarse_location(latitude: float | None, longitude: float | None) -> tuple[float | None, float | None]:
+    """A place rounded to ``LOCATION_DECIMALS``; both or neither. Raises InvalidInput when out of range."""
+    if latitude is None or longitude is None:
+        return None, None
+    if not (-90 <= latitude <= 90 and -180 <= longitude <= 180):
+        raise InvalidInput("latitude must be within ±90 and longitude within ±180", pointer="/lat")
+    return round(latitude, LOCATION_DECIMALS), round(longitude, LOCATION_DECIMALS)
+
+
+def record_scan(
+    *,
+    session: Session,
+    subject: str,
+    device: str,
+    latitude: float | None = None,
+    longitude: float | None = None,
+    at: datetime | None = None,
+) -> ScanRecord:
+    """Records one scan of the code ``subject`` by the device hash ``device`` (the caller commits)."""
+    lat, lon = coarse_location(latitude, longitude)
+    record = ScanRecord(subject=subject, device_hash=device, latitude=lat, longitude=lon, scanned_at=at or _now())
+    session.add(record)
+    session.flush()
+    return record
+
+
+def claim(*, session: Session, subject: str, device: str, delivered: bool) -> tuple[ScanClaim, bool]:
+    """The claim of a delivered code by ``device``, and whether this call made it (the caller commits).
+
+    Claiming again from the claiming device is harmless (returns the existing claim). Raises Conflict when
+    the code is not delivered yet, or when another device claimed it first.
+    """
+    existing = session.get(ScanClaim, subject)
+    if existing is not None:
+        if existing.device_hash == device:
+            return existing, False
+        raise Conflict(f"{subject} was already claimed as received on {_iso(existing.claimed_at)}")
+    if not delivered:
+        raise Conflict(f"{subject} is not delivered yet: it can be claimed once it is")
+    made = ScanClaim(subject=subject, device_hash=device, claimed_at=_now())
+    try:
+        with session.begin_nested():
+            session.add(made)
+    except IntegrityError as exc:  # a concurrent claim won
+        raise Conflict(f"{subject} was already claimed as received") from exc
+    return made, True
+
+
+@dataclass(frozen=True)
+class ScanSummary:
+    """What the scans of one code say: counts, first scan, claim, and the clone warning if any."""
+
+    scan_count: int
+    distinct_devices: int
+    first_scan_at: datetime | None
+    claimed_at: datetime | None
+    claimed_by_this_device: bool
+    scans_after_claim_by_others: int
+    warning: str | None  # "scanned_after_claim" | "many_devices" | None
+
+    def public(self, *, claimable: bool) -> dict[str, Any]:
+        """The ``scans`` object of the scan JSON."""
+        return {
+            "count": self.scan_count,
+            "distinct_devices": self.distinct_devices,
+            "first_scan_at": _iso(self.first_scan_at),
+            "claimed": self.claimed_at is not None,
+            "claimed_at": _iso(self.claimed_at),
+            "claimed_by_you": self.claimed_by_this_device,
+            "claimable": claimable and self.claimed_at is None,
+        }
+
+    def clone_warning(self) -> dict[str, Any] | None:
+        """The ``clone_warning`` of the scan JSON: None, or why the code looks copied and its scan counts."""
+        if self.warning is None:
+            return None
+        return {
+            "reason": self.warning,
+            "scan_count": self.scan_count,
+            "distinct_devices": self.distinct_devices,
+            "first_scan_at": _iso(self.first_scan_at),
+            "claimed_at": _iso(self.claimed_at),
+            "scans_after_claim": self.scans_after_claim_by_others,
+            "device_threshold": DEVICE_THRESHOLD,
+        }
+
+
+def summarise(*, session: Session, subject: str, device: str | None = None) -> ScanSummary:
+    """The scans of ``subject`` as the device ``device`` (a hash, or None) sees them."""
+    count, devices, first = session.exec(
+        select(
+            func.count(col(ScanRecord.id)),
+            func.count(func.distinct(ScanRecord.device_hash)),
+            func.min(ScanRecord.scanned_at),
+        ).where(ScanRecord.subject == subject)
+    ).one()
+    claimed = session.get(ScanClaim, subject)
+    after_claim = 0
+    if claimed is not None:
+        after_claim = session.exec(
+            select(func.count(col(ScanRecord.id))).where(
+                ScanRecord.subject == subject,
+                col(ScanRecord.scanned_at) > claimed.claimed_at,
+                ScanRecord.device_hash != claimed.device_hash,
+            )
+        ).one()
+    warning = None
+    if after_claim:
+        warning = "scanned_after_claim"
+    elif devices > DEVICE_THRESHOLD:
+        warning = "many_devices"
+    return ScanSummary(
+        scan_count=count,
+        distinct_devices=devices,
+        first_scan_at=_aware(first),
+        claimed_at=_aware(claimed.claimed_at) if claimed else None,
+        claimed_by_this_device=claimed is not None and device is not None and claimed.device_hash == device,
+        scans_after_claim_by_others=after_claim,
+        warning=warning,
+    )
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # SQLite hands timestamps back naive; they were written in UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+def _iso(value: datetime | None) -> str | None:
+    value = _aware(value)
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else None
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
