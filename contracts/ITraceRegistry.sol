@@ -114,8 +114,8 @@ interface ITraceRegistry {
     /// @notice One event of a signed batch (EIP-712 type `Op`). Field use per action:
     /// Declare: amount = declared quantity; Entry: amount = counted quantity; Inspection: amount = result;
     /// Split: subject = parcel id, amount = quantity; Document: subject = parcel id, amount = kind,
-    /// data = commitment; Release, Delivery: subject = parcel id; Observe: subject = one of the lot's parcels, or zero (or the
-    /// lot id) for the lot itself.
+    /// data = commitment; Release, Delivery: subject = parcel id; Observe: subject = one of the lot's parcels,
+    /// or zero (or the lot id) for the lot itself.
     /// Unused fields are ignored (sign them as zero).
     struct SignedOp {
         uint8 action;

@@ -51,7 +51,6 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         );
 
     uint8 private constant _ALL_DOCUMENTS = 0x07;
-    uint8 private constant _LAST_ACTION = uint8(type(Action).max);
 
     /// @dev A lot in four storage slots. `lastSeq` is the sequence number of the lot's latest event (the
     /// declaration is 0), so declaring writes only the first slot and the head; nextSeq = lastSeq + 1.
@@ -213,6 +212,7 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         bytes32 structHash = keccak256(
             abi.encode(BATCH_TYPEHASH, signer, batch.deadline, keccak256(abi.encodePacked(groupHashes)))
         );
+        // A malformed signature recovers to zero (its error code is not needed to refuse it).
         (address recovered, , ) = ECDSA.tryRecover(_hashTypedDataV4(structHash), signature);
         if (recovered != signer || signer == address(0)) revert TraceRegistryInvalidSignature(signer, recovered);
     }
@@ -754,7 +754,7 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         bytes32 subject,
         bytes32 eventHash
     ) private {
-        lot.lastSeq += 1;
+        ++lot.lastSeq;
         bytes32 head = keccak256(abi.encodePacked(lot.head, eventHash));
         lot.head = head;
         emit EventRecorded(lotId, seq, author, step, subject, eventHash, head);
@@ -816,7 +816,9 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         parcel = _parcels[parcelId];
         if (parcel.state == ParcelState.None) revert TraceRegistryUnknownParcel(parcelId);
         lotId = _lotIds[parcel.lotRef];
-        if (expectedLot != bytes32(0) && lotId != expectedLot) revert TraceRegistryParcelNotInLot(parcelId, expectedLot);
+        if (expectedLot != bytes32(0) && lotId != expectedLot) {
+            revert TraceRegistryParcelNotInLot(parcelId, expectedLot);
+        }
     }
 
     function _checkSeq(bytes32 lotId, LotRecord storage lot, uint64 seq) private view {
