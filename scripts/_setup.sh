@@ -55,6 +55,13 @@ fi
 
 .venv/bin/python -m tracer.chain.compiler || fail "compiling the contracts failed (see above)"
 
+# slither for tests/contracts/test_static_analysis.py, without its web3<8 pin (see pyproject.toml, extra "analysis").
+if [ ! -x .venv/bin/slither ]; then
+  say "installing slither-analyzer (static analysis of the contracts)"
+  .venv/bin/python -m pip install -q --no-deps "slither-analyzer==0.11.6" "crytic-compile==0.4.2" "solc-select==1.2.0" \
+    "prettytable>=3.10" "cbor2>=5" "wcwidth" || fail "installing slither-analyzer failed"
+fi
+
 # The browser tests (tests/browser) drive Debian's Chromium through Playwright, never a downloaded browser,
 # and need a CJK font, or Chinese renders as boxes. Installed only when absent.
 browser_missing=()
