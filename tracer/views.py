@@ -91,7 +91,10 @@ def lot_public(*, session: Session, lot: Lot) -> LotPublic:
 
 
 def anchor(event: Event) -> dict[str, Any]:
-    """The anchor of a stored event, in the field names of INTERFACES.md's ``tracer:anchors``."""
+    """The anchor of a stored event, in the field names of INTERFACES.md's ``tracer:anchors``.
+
+    The place for a batched event's ``merkleRoot`` and ``proof`` (see ``proof_bundle``).
+    """
     return {
         "status": event.status,
         "txHash": event.tx_hash,
@@ -199,6 +202,11 @@ def proof_bundle(*, session: Session, registry: str, chain_id: int, lot: Lot, pa
     """Everything needed to check ``lot``'s chain against any node: events, hashes, anchors, registry.
 
     ``context`` is the capture document's ``@context`` of a captured event (None: the default one).
+
+    Batches: an event anchored as a leaf of a Merkle batch (not yet built) is to carry its root and path in
+    its ``anchor`` as ``merkleRoot`` and ``proof`` (INTERFACES.md ``tracer:anchors``), added by ``anchor()``
+    from the batch tables; ``tracer.verify.verify_bundle`` then checks the path up to the root the registry
+    logged. Until then every event is anchored by its own log, and ``anchor()`` has no proof to add.
     """
     return {
         "format": "tracer-proof-bundle/1",

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,22 @@ def test_an_honest_parcel_reads_verified_in_chinese_then_english(
     _shot(phone, screenshots, "scan-verified-en")
     phone.goto(lot.scan_url(lot.parcels[0]))  # the switch is remembered
     expect(phone.locator("html")).to_have_attribute("lang", "en")
+
+
+def test_the_proof_saved_from_the_page_verifies_against_the_node_alone(
+    phone: Page, service: RunningService, anvil: str, tmp_path: Path
+) -> None:
+    lot = delivered_lot(service)
+    registry = service.call("GET", "/healthz", expect=200)["registry"]
+    phone.goto(lot.scan_url(lot.parcels[0]))
+    with phone.expect_download() as download:
+        phone.locator("[data-test=proof]").click()
+    saved = tmp_path / "proof.json"
+    download.value.save_as(saved)
+    verify = [sys.executable, "-m", "tracer.cli", "verify", str(saved), "--rpc", anvil, "--registry", registry]
+    result = subprocess.run(verify, capture_output=True, timeout=60, env={**service.env, "TRACER_RPC_URL": anvil})
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
+    assert result.stdout.decode().startswith("verified")
 
 
 def test_a_claimed_code_scanned_by_another_phone_warns_of_a_copy(
