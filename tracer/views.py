@@ -162,6 +162,7 @@ def scan_document(
 
 _BLOCK_TIMES: dict[str, str] = {}  # block hash -> ISO time: a block's time never changes
 _BLOCK_TIME_LIMIT = 64
+_BLOCK_TIME_CACHE = 100_000
 
 
 def block_times(client: ChainClient, block_hashes: Iterable[str | None]) -> dict[str, str]:
@@ -170,6 +171,8 @@ def block_times(client: ChainClient, block_hashes: Iterable[str | None]) -> dict
     For display only: the verdict never depends on them. At most 64 blocks are looked up per call.
     """
     wanted = sorted({h for h in block_hashes if h})[:_BLOCK_TIME_LIMIT]
+    if len(_BLOCK_TIMES) > _BLOCK_TIME_CACHE:
+        _BLOCK_TIMES.clear()  # bounded memory; a miss costs one eth_getBlockByHash
     for block_hash in wanted:
         if block_hash in _BLOCK_TIMES:
             continue
