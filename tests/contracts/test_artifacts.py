@@ -120,3 +120,14 @@ def test_find_solc_refuses_tracer_solc_of_another_version(tmp_path):
 
 def test_find_solc_accepts_tracer_solc_of_the_pinned_version():
     assert find_solc(env={"TRACER_SOLC": str(NODE_ADAPTER), "PATH": ""}) == NODE_ADAPTER
+
+
+def test_deployed_code_matches_the_artifact_outside_its_immutables(w3, registry, committed):
+    assert committed.immutable_references  # EIP712 caches its domain in immutables
+    assert committed.matches_runtime_code(bytes(w3.eth.get_code(registry.address)))
+
+
+def test_other_code_does_not_match_the_artifact(w3, registry, committed):
+    code = bytearray(w3.eth.get_code(registry.address))
+    code[10] ^= 0xFF
+    assert not committed.matches_runtime_code(bytes(code))

@@ -80,6 +80,22 @@ class RegistryArtifact:
             metadata=data["metadata"],
         )
 
+    def matches_runtime_code(self, code: bytes) -> bool:
+        """Whether ``code`` (as ``eth_getCode`` returns it) is this artifact's deployed bytecode.
+
+        The bytes of immutables (OpenZeppelin ``EIP712`` keeps its domain separator, chain id and address in
+        them) are set by the constructor, so they are compared outside those ranges only.
+        """
+        expected = bytearray.fromhex(self.deployed_bytecode.removeprefix("0x"))
+        actual = bytearray(code)
+        if len(actual) != len(expected):
+            return False
+        for ranges in self.immutable_references.values():
+            for where in ranges:
+                start, end = where["start"], where["start"] + where["length"]
+                actual[start:end] = expected[start:end] = bytes(where["length"])
+        return actual == expected
+
     def to_json(self) -> dict[str, Any]:
         """The JSON form written to the artifact file."""
         return {
