@@ -34,18 +34,6 @@ if [ ! -f "$py_stamp" ]; then
   touch "$py_stamp"
 fi
 
-# slither pins web3 < 8, the service needs web3 8: the static analyser lives in a venv of its own.
-slither_stamp=".venv-slither/.tracer-setup-$(fingerprint scripts/slither-requirements.txt)"
-if [ ! -f "$slither_stamp" ]; then
-  say "installing slither (static analysis of the contracts) into .venv-slither"
-  "$PYTHON" -m venv .venv-slither || fail "python -m venv failed; on Debian: apt-get install python3-venv"
-  .venv-slither/bin/python -m pip install --quiet --upgrade pip
-  .venv-slither/bin/python -m pip install --quiet -r scripts/slither-requirements.txt \
-    || fail "pip install of slither failed; check the network access to PyPI and retry"
-  rm -f .venv-slither/.tracer-setup-*
-  touch "$slither_stamp"
-fi
-
 npm_stamp="node_modules/.tracer-setup-$(fingerprint package.json package-lock.json)"
 if [ ! -f "$npm_stamp" ]; then
   say "installing npm dependencies: solc, OpenZeppelin 5.4.0, anvil, cast, Ganache"
