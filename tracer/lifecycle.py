@@ -9,6 +9,12 @@ early, with a friendly error, before anything is written. Both must agree (tests
                                         \\-(non-conformant)-> held
     parcel: split -order/payment/waybill-> (documents) -release-> released -delivery-> delivered
     recall: any lot state, once; a recalled lot splits and releases nothing more
+
+Registry v2 adds: clearance by the low-risk rule (entered -> cleared, no officer), disposal of held goods
+(held -return/destruction-> held | closed when nothing is left; stored lots may dispose of unsplit stock),
+lifting a hold (held -> cleared), release manifests (many parcels by index, the summed quantity written off)
+and observations (a step on the lot's chain that changes no state). The ledger always conserves:
+released + destroyed + returned + remaining = received (:func:`ledger_conserved`).
 """
 
 from __future__ import annotations
@@ -33,6 +39,11 @@ class Step(StrEnum):
     DELIVERY = "delivery"
     RECALL = "recall"
     OBSERVATION = "observation"
+    RULE_CLEARANCE = "rule_clearance"
+    MANIFEST_RELEASE = "manifest_release"
+    RETURN = "return"
+    DESTRUCTION = "destruction"
+    HOLD_LIFT = "hold_lift"
     CORRECTION = "correction"
 
 
@@ -44,6 +55,7 @@ class LotState(StrEnum):
     CLEARED = "cleared"
     HELD = "held"
     STORED = "stored"
+    CLOSED = "closed"
 
 
 class ParcelState(StrEnum):
@@ -79,11 +91,18 @@ ROLES_FOR_STEP: dict[Step, frozenset[str]] = {
     # Observations change no state: a WMS count, a temperature log, a transit scan, or a correction.
     Step.OBSERVATION: frozenset({"warehouse", "carrier", "customs"}),
     Step.CORRECTION: frozenset({"warehouse", "carrier", "customs"}),
+    Step.RULE_CLEARANCE: frozenset({"warehouse"}),
+    Step.MANIFEST_RELEASE: frozenset({"customs"}),
+    Step.RETURN: frozenset({"customs"}),
+    Step.DESTRUCTION: frozenset({"customs"}),
+    Step.HOLD_LIFT: frozenset({"customs"}),
 }
 
 _LOT_TRANSITIONS: dict[Step, tuple[LotState, LotState]] = {
     Step.ENTRY: (LotState.DECLARED, LotState.ENTERED),
     Step.STORAGE: (LotState.CLEARED, LotState.STORED),
+    Step.RULE_CLEARANCE: (LotState.ENTERED, LotState.CLEARED),
+    Step.HOLD_LIFT: (LotState.HELD, LotState.CLEARED),
 }
 
 
@@ -106,14 +125,16 @@ def lot_state_after(*, state: LotState, step: Step, subject: str, result: Inspec
     return after
 
 
-def check_split(*, state: LotState, recalled: bool, subject: str, received: int, split: int, quantity: int) -> None:
-    """Raises unless a parcel of ``quantity`` may be split off the lot now."""
+def check_split(
+    *, state: LotState, recalled: bool, subject: str, received: int, split: int, quantity: int, disposed: int = 0
+) -> None:
+    """Raises unless a parcel of ``quantity`` may be split off the lot now (``disposed``: returned + destroyed)."""
     if recalled:
         raise StepOutOfOrder(subject, Step.SPLIT, "recalled")
     if state is not LotState.STORED:
         raise StepOutOfOrder(subject, Step.SPLIT, state)
-    if split + quantity > received:
-        raise OverRelease(subject, quantity, received - split)
+    if split + disposed + quantity > received:
+        raise OverRelease(subject, quantity, received - split - disposed)
 
 
 def check_document(*, parcel_state: ParcelState, subject: str, step: Step, present: set[str]) -> None:
@@ -157,3 +178,100 @@ def check_recall(*, recalled: bool, subject: str) -> None:
     """Raises if the lot is recalled already."""
     if recalled:
         raise StepOutOfOrder(subject, Step.RECALL, "recalled")
+
+
+class Disposal(StrEnum):
+    """How customs disposes of non-conformant goods (the contract's ``Disposal``)."""
+
+    RETURNED = "returned"
+    DESTROYED = "destroyed"
+
+
+def check_rule_clearance(
+    *,
+    state: LotState,
+    subject: str,
+    range_active: bool,
+    credit_level: int,
+    required_level: int,
+    declared: int,
+    received: int,
+) -> LotState:
+    """The lot's state after clearance by the low-risk rule; raises StepOutOfOrder where the contract reverts:
+    not entered, not declared under an active low-risk range, the enterprise's AEO credit level below the
+    range's, or an entry count that differs from the declaration."""
+    after = lot_state_after(state=state, step=Step.RULE_CLEARANCE, subject=subject)
+    if not range_active:
+        raise StepOutOfOrder(subject, Step.RULE_CLEARANCE, "not declared under an active low-risk range")
+    if credit_level < required_level:
+        raise StepOutOfOrder(subject, Step.RULE_CLEARANCE, f"of credit level {credit_level} < {required_level}")
+    if received != declared:
+        raise StepOutOfOrder(subject, Step.RULE_CLEARANCE, f"counted {received} of {declared} declared")
+    return after
+
+
+def check_disposal(
+    *,
+    state: LotState,
+    subject: str,
+    kind: Disposal,
+    quantity: int,
+    received: int,
+    split: int,
+    destroyed: int,
+    returned: int,
+) -> LotState:
+    """The lot's state after returning or destroying ``quantity`` units that are neither split off nor disposed
+    of; raises StepOutOfOrder (lot neither held nor stored, zero quantity) or OverRelease (above that)."""
+    step = Step.RETURN if kind is Disposal.RETURNED else Step.DESTRUCTION
+    if state not in (LotState.HELD, LotState.STORED):
+        raise StepOutOfOrder(subject, step, state)
+    if quantity <= 0:
+        raise StepOutOfOrder(subject, step, "asked for no quantity")
+    available = received - split - destroyed - returned
+    if quantity > available:
+        raise OverRelease(subject, quantity, available)
+    return LotState.CLOSED if state is LotState.HELD and quantity == available else state
+
+
+def check_manifest_lot(
+    *,
+    state: LotState,
+    recalled: bool,
+    subject: str,
+    indices: set[int],
+    released_indices: set[int],
+    parcel_count: int,
+    quantity: int,
+    split: int,
+    released: int,
+) -> None:
+    """Raises unless a manifest may release the parcels ``indices`` of the lot, writing ``quantity`` off: the
+    lot stored and not recalled, every index split off and not released, at least one unit per parcel, and no
+    more than what was split off and not yet released."""
+    if state is not LotState.STORED:
+        raise StepOutOfOrder(subject, Step.MANIFEST_RELEASE, state)
+    if recalled:
+        raise StepOutOfOrder(subject, Step.MANIFEST_RELEASE, "recalled")
+    unknown = sorted(i for i in indices if i >= parcel_count)
+    if unknown:
+        raise StepOutOfOrder(subject, Step.MANIFEST_RELEASE, f"without parcel index {unknown[-1]}")
+    again = sorted(indices & released_indices)
+    if again:
+        raise StepOutOfOrder(subject, Step.MANIFEST_RELEASE, f"holding released parcel index {again[0]}")
+    if not indices or quantity < len(indices):
+        raise StepOutOfOrder(subject, Step.MANIFEST_RELEASE, f"asked {quantity} for {len(indices)} parcels")
+    if quantity > split - released:
+        raise OverRelease(subject, quantity, split - released)
+
+
+def ledger_conserved(*, received: int, split: int, released: int, destroyed: int, returned: int) -> bool:
+    """Whether a lot's ledger conserves quantity: released + destroyed + returned + remaining = received with
+    nothing negative, releases within what was split off, and splits within what was not disposed of."""
+    remaining = received - released - destroyed - returned
+    return (
+        min(split, released, destroyed, returned, remaining) >= 0
+        and released <= split
+        and split + destroyed + returned <= received
+        and released + destroyed + returned + remaining == received
+    )
