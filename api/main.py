@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api import problems
-from api.routes import actors, epcis, health, journey, scan
+from api.routes import actors, audit, epcis, health, journey, scan
 from tracer import __version__
 from tracer.service import Service
 
@@ -40,4 +40,5 @@ def create_app(service: Service, *, run_writer: bool = True) -> FastAPI:
     app.include_router(journey.router)
     app.include_router(epcis.router)
     app.include_router(scan.router)
+    app.include_router(audit.router)
     return app
