@@ -5,20 +5,26 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
-from typing import Annotated
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
 from sqlmodel import Session
 
 from tracer.actors import create_actor
+from tracer.audit import DEFAULT_LATE_ANCHOR_SECONDS
 from tracer.chain.client import ChainClient
 from tracer.chain.indexer import Indexer
-from tracer.config import Settings
+from tracer.config import PROJECT_ROOT, Settings
 from tracer.exceptions import TracerError
 from tracer.service import open_store
 from tracer.store.database import get_meta
 from tracer.verify import Status, verify_bundle
+
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 app = typer.Typer(help="tracer: blockchain-backed goods traceability for bonded imports.", no_args_is_help=True)
 actor_app = typer.Typer(help="Manage actors (the parties that write to the registry).", no_args_is_help=True)
@@ -111,6 +117,107 @@ def verify(
 
 
 _EXIT_CODES = {Status.VERIFIED: 0, Status.TAMPERED: 1, Status.PENDING: 3, Status.UNVERIFIABLE: 3}
+
+
+class AuditFormat(StrEnum):
+    """The audit report's format."""
+
+    json = "json"
+    csv = "csv"
+    html = "html"
+
+
+@app.command()
+def audit(
+    rpc: Annotated[
+        str | None, typer.Option(help="any node of the chain; without it, the service's configuration and database")
+    ] = None,
+    registry: Annotated[str | None, typer.Option(help="the registry to audit (0x…)")] = None,
+    database: Annotated[
+        str | None, typer.Option(help="the operator's database (SQLAlchemy URL) to check against the chain")
+    ] = None,
+    lot: Annotated[str | None, typer.Option(help="one lot: GTIN14/LOT (or its 0x lot id)")] = None,
+    enterprise: Annotated[str | None, typer.Option(help="the lots this enterprise (0x…) declared")] = None,
+    from_block: Annotated[int | None, typer.Option(help="the lots touched from this block on")] = None,
+    to_block: Annotated[int | None, typer.Option(help="… up to this block (default: the latest)")] = None,
+    output_format: Annotated[
+        AuditFormat, typer.Option("--format", help="json, csv (events) or html")
+    ] = AuditFormat.json,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="write the report here, not to stdout")] = None,
+    late_anchor: Annotated[
+        int, typer.Option(help="seconds an event's time may precede its block's before it is a late anchor")
+    ] = DEFAULT_LATE_ANCHOR_SECONDS,
+    deploy_block: Annotated[
+        int | None, typer.Option(help="the registry's deployment block (default: found on chain)")
+    ] = None,
+) -> None:
+    """Audit the registry from the chain alone (and the operator's database against it): exit 0 clean, 1 findings,
+    2 error. Findings: altered, missing_from_database, unanchored, sequence_gap, late_anchor, quantity_imbalance,
+    bytecode_mismatch, unauthorized_author."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from web3 import HTTPProvider, Web3
+
+    from tracer.audit import Scope, lot_scope, render_csv, render_html, render_json, run_audit
+    from tracer.store.database import create_db_engine
+
+    settings = Settings()
+    try:
+        if sum(x is not None for x in (lot, enterprise, from_block if from_block is not None else to_block)) > 1:
+            _fail("name one scope: --lot, --enterprise, or --from-block/--to-block", code=2)
+        scope = lot_scope(lot) if lot else Scope(enterprise=enterprise, from_block=from_block, to_block=to_block)
+        database_url = database
+        if rpc is None:  # the service's own view: its node, its registry, its database
+            database_url = database_url or settings.effective_database_url
+            if database is None and settings.database_url is None and not (settings.data_dir / "tracer.db").exists():
+                _fail(f"no service database in {settings.data_dir}; give --rpc and --registry to audit the chain", 2)
+        engine = create_db_engine(database_url) if database_url else None
+        trusted = registry or settings.registry_address
+        if trusted is None and engine is not None:
+            with Session(engine) as session:
+                trusted = get_meta(session, "registry_address")
+        if not trusted:
+            _fail("name the registry to audit with --registry 0x…", code=2)
+        assert trusted is not None
+        provider = HTTPProvider(rpc or settings.effective_rpc_url, request_kwargs={"timeout": 60})
+        console = Console(stderr=True)
+        columns = (TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=console, transient=True) as bars:
+            tasks: dict[str, TaskID] = {}
+
+            def progress(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = bars.add_task(stage, total=total)
+                bars.update(tasks[stage], completed=done, total=total)
+
+            report = run_audit(
+                w3=Web3(provider),
+                registry=trusted,
+                scope=scope,
+                engine=engine,
+                deploy_block=deploy_block,
+                late_anchor_seconds=late_anchor,
+                progress=progress,
+            )
+    except (TracerError, OSError, ValueError) as exc:
+        _fail(str(exc), code=2)
+    if output_format is AuditFormat.csv:
+        text = render_csv(report)
+    elif output_format is AuditFormat.html:
+        text = render_html(report, template_dir=PROJECT_ROOT / "api" / "templates")
+    else:
+        text = render_json(report) + "\n"
+    if output is not None:
+        output.write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+    typer.secho(
+        f"{report.status}: {len(report.reconciliation)} lots, {len(report.events)} events, "
+        f"{len(report.findings)} findings {report.counts() or ''}".rstrip(),
+        err=True,
+        fg=typer.colors.GREEN if report.status == "clean" else typer.colors.RED,
+    )
+    raise typer.Exit(0 if report.status == "clean" else 1)
 
 
 def _load_bundle(source: str) -> dict[str, object]:
