@@ -60,7 +60,9 @@ def batch_digest(domain: bytes, signer: str, groups: list[LotOps]) -> bytes:
             for op in group.ops
         )
         group_hashes.append(keccak(LOT_OPS_TYPEHASH + group.lot_id + word(group.seq) + keccak(op_hashes)))
-    struct = keccak(BATCH_TYPEHASH + bytes.fromhex(signer[2:]).rjust(32, b"\0") + word(DEADLINE) + keccak(b"".join(group_hashes)))
+    struct = keccak(
+        BATCH_TYPEHASH + bytes.fromhex(signer[2:]).rjust(32, b"\0") + word(DEADLINE) + keccak(b"".join(group_hashes))
+    )
     return keccak(b"\x19\x01" + domain + struct)
 
 
@@ -84,11 +86,12 @@ def main() -> None:
     lots = -(-args.events // per_lot)
     workdir = Path(tempfile.mkdtemp(prefix="bench-audit-"))
     port = free_port()
-    anvil = subprocess.Popen(
-        [str(find_anvil_binary()), "--port", str(port), "--gas-limit", "3000000000", "--silent",
-         "--balance", "1000000000"],
-        stdout=subprocess.DEVNULL, stderr=open(workdir / "anvil.log", "wb"), start_new_session=True,
-    )  # fmt: skip
+    with open(workdir / "anvil.log", "wb") as anvil_log:
+        anvil = subprocess.Popen(
+            [str(find_anvil_binary()), "--port", str(port), "--gas-limit", "3000000000", "--silent",
+             "--balance", "1000000000"],
+            stdout=subprocess.DEVNULL, stderr=anvil_log, start_new_session=True,
+        )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
         client = ChainClient.connect(url, timeout=120)
@@ -120,7 +123,7 @@ def main() -> None:
         def h() -> bytes:
             return keccak(next(counter).to_bytes(8, "big") + b"bench")
 
-        lot_ids = [keccak(text=f"0109421902960055" f"10BENCH-{i}") for i in range(lots)]
+        lot_ids = [keccak(text=f"010942190296005510BENCH-{i}") for i in range(lots)]
         parcels = {lot: [keccak(text=f"00{lot.hex()}{p}") for p in range(args.parcels)] for lot in lot_ids}
         seqs = dict.fromkeys(lot_ids, 0)
         quantity = 100
@@ -134,6 +137,10 @@ def main() -> None:
             return groups
 
         S = SignedOp
+
+        def documents(kind: int) -> Any:
+            return lambda lot: [S(Action.DOCUMENT, h(), subject=p, amount=kind, data=h()) for p in parcels[lot]]
+
         stages = [
             stage("enterprise", lambda lot: [S(Action.DECLARE, h(), amount=quantity)]),
             stage("warehouse", lambda lot: [S(Action.ENTRY, h(), amount=quantity)]),
@@ -141,9 +148,9 @@ def main() -> None:
             stage("warehouse", lambda lot: [S(Action.STORAGE, h())]
                   + [S(Action.SPLIT, h(), subject=p, amount=2) for p in parcels[lot]]
                   + [S(Action.OBSERVE, h()) for _ in range(args.observations)]),
-            stage("enterprise", lambda lot: [S(Action.DOCUMENT, h(), subject=p, amount=0, data=h()) for p in parcels[lot]]),
-            stage("payment", lambda lot: [S(Action.DOCUMENT, h(), subject=p, amount=1, data=h()) for p in parcels[lot]]),
-            stage("carrier", lambda lot: [S(Action.DOCUMENT, h(), subject=p, amount=2, data=h()) for p in parcels[lot]]),
+            stage("enterprise", documents(0)),
+            stage("payment", documents(1)),
+            stage("carrier", documents(2)),
             stage("customs", lambda lot: [S(Action.RELEASE, h(), subject=p) for p in parcels[lot]]),
             stage("carrier", lambda lot: [S(Action.DELIVERY, h(), subject=p) for p in parcels[lot]]),
         ]  # fmt: skip
@@ -164,7 +171,9 @@ def main() -> None:
                     continue
                 if batch:
                     actor = actors[role]
-                    signature = Account.unsafe_sign_hash(batch_digest(domain, actor.address, batch), actor.key).signature
+                    signature = Account.unsafe_sign_hash(
+                        batch_digest(domain, actor.address, batch), actor.key
+                    ).signature
                     call = ((actor.address, DEADLINE, [g.as_tuple() for g in batch]), bytes(signature), [])
                     # Estimated: a transaction's gas is capped (EIP-7825, 2^24), so batches stay ~OPS_PER_TX ops.
                     sent.append(client.send_call(sender=relayer, function="recordSigned", args=list(call),

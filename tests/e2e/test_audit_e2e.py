@@ -73,7 +73,7 @@ def test_audit_from_the_chain_alone_matches_the_service_and_catches_an_edited_da
     database = sqlite3.connect(service.data_dir / "tracer.db")
     with database:
         edited = database.execute(
-            "UPDATE event SET payload = replace(payload, '\"eventTime\": \"2', '\"eventTime\": \"1') WHERE seq = 0"
+            'UPDATE event SET payload = replace(payload, \'"eventTime": "2\', \'"eventTime": "1\') WHERE seq = 0'
         )
         assert edited.rowcount >= 1
     database.close()
