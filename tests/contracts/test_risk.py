@@ -154,3 +154,8 @@ def test_too_many_ranges_are_refused(w3, registry, accounts, expect_revert):
     poke_storage(w3, registry.address, RANGE_COUNT_SLOT, 255)  # as after 255 ranges, without 255 transactions
     with expect_revert("TraceRegistryTooManyRanges"):
         registry.functions.addLowRiskRange(1, 2, 1).transact({"from": accounts.customs})
+
+
+def test_revoking_an_unknown_range_is_rejected(registry, accounts, expect_revert):
+    with expect_revert("TraceRegistryNotLowRisk", b"\0" * 32, 7):
+        registry.functions.revokeLowRiskRange(7).transact({"from": accounts.customs})
