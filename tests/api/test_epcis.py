@@ -362,7 +362,10 @@ def test_a_re_sent_event_is_a_duplicate_but_a_correction_is_its_own_anchored_ste
     original_anchor = result["tracer:anchors"][events[1]["eventID"]]
     [correction_anchor] = result["tracer:correctionAnchors"][events[1]["eventID"]]
     assert original_anchor["status"] == correction_anchor["status"] == "anchored"
-    assert original_anchor["txHash"] != correction_anchor["txHash"]
+    assert (original_anchor["txHash"], original_anchor["logIndex"]) != (
+        correction_anchor["txHash"],
+        correction_anchor["logIndex"],
+    )
 
 
 def test_a_correction_of_nothing_is_400(journey: Journey, problem: ProblemCheck) -> None:

@@ -17,13 +17,15 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_utils.crypto import keccak
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
+from tracer.chain import typed_data
 from tracer.chain.client import ChainClient, Receipt, ReceiptTimeout, RecordedEvent
 from tracer.chain.worker import Worker
 from tracer.epcis import event_hash_bytes
@@ -35,6 +37,23 @@ log = logging.getLogger(__name__)
 # Enough ether for tens of thousands of journey steps on a development chain.
 FUNDING_WEI = 10 * 10**18
 RECEIPT_TIMEOUT_SECONDS = 60.0
+#: Events per signed batch, and the gas a batch may use (fixed from measured costs: no estimate per batch).
+MAX_OPS_PER_BATCH = 300
+BATCH_BASE_GAS = 60_000
+MAX_BATCH_GAS = 25_000_000
+BATCH_DEADLINE_SECONDS = 3_600
+BATCH_OP_GAS = {
+    typed_data.Action.DECLARE: 110_000,
+    typed_data.Action.ENTRY: 40_000,
+    typed_data.Action.INSPECTION: 30_000,
+    typed_data.Action.STORAGE: 30_000,
+    typed_data.Action.SPLIT: 60_000,
+    typed_data.Action.DOCUMENT: 60_000,
+    typed_data.Action.RELEASE: 60_000,
+    typed_data.Action.DELIVERY: 30_000,
+    typed_data.Action.RECALL: 30_000,
+    typed_data.Action.OBSERVE: 25_000,
+}
 
 
 @dataclass
@@ -42,9 +61,10 @@ class _Sent:
     """A transaction in flight and the row it anchors."""
 
     row_id: int
-    kind: str  # "event" | "task"
+    kind: str  # "event" | "task" | "batch"
     tx_hash: str | None
     refused: ContractReverted | None = None  # the node refused it when it was sent
+    batch: list[int] = field(default_factory=list)  # a batch's event rows
 
 
 class Writer(Worker):
@@ -68,6 +88,8 @@ class Writer(Worker):
         self._open_key = open_key
         self._deployer = deployer
         self._confirmations = max(1, confirmations)
+        # Events of a batch the registry refused go alone next time, so each gets its own verdict.
+        self._solo: set[int] = set()
 
     # -- one round -----------------------------------------------------------------------------------------
 
@@ -141,46 +163,112 @@ class Writer(Worker):
         return self._open_key(actor.encrypted_key)
 
     def _send_events(self, session: Session, blocked_actors: set[int]) -> list[_Sent]:
+        runs = self._next_runs(session, blocked_actors)
+        sent: list[_Sent] = []
+        nonces: dict[str, int] = {}
+        by_actor: dict[int, list[list[Event]]] = {}
+        for run in runs:
+            if any(event.id in self._solo for event in run):
+                sent += self._send_alone(session, run[0], nonces)  # one at a time until the culprit is found
+            else:
+                by_actor.setdefault(run[0].actor_id, []).append(run)
+        for actor_id, actor_runs in by_actor.items():
+            actor = session.get(Actor, actor_id)
+            assert actor is not None and actor.encrypted_key is not None
+            signer = self._open_key(actor.encrypted_key)
+            for chunk in _chunks(actor_runs, MAX_OPS_PER_BATCH):
+                sent.append(self._send_batch(session, signer, chunk, nonces))
+        session.commit()
+        return sent
+
+    def _next_runs(self, session: Session, blocked_actors: set[int]) -> list[list[Event]]:
+        """Per lot, the pending events from its lowest pending sequence number on, while one actor wrote them.
+
+        Events of a lot by another actor wait for the next round: the chain must see them after these.
+        """
         pending = session.exec(
             select(Event).where(Event.status == "pending").order_by(col(Event.lot_pk), col(Event.seq))
         ).all()
-        sent: list[_Sent] = []
-        nonces: dict[str, int] = {}
-        round_sender: dict[int, int | None] = {}  # lot -> actor of this round's first event (None: lot closed)
+        runs: dict[int, list[Event]] = {}
+        closed: set[int] = set()
         for event in pending:
-            if event.lot_pk in round_sender and round_sender[event.lot_pk] != event.actor_id:
-                round_sender[event.lot_pk] = None  # a different sender: the rest of this lot waits
+            if event.lot_pk in closed:
                 continue
-            if event.lot_pk in round_sender and round_sender[event.lot_pk] is None:
+            run = runs.get(event.lot_pk)
+            if run is not None and (run[-1].actor_id != event.actor_id or run[-1].seq + 1 != event.seq):
+                closed.add(event.lot_pk)
                 continue
-            if event.actor_id in blocked_actors:
-                round_sender[event.lot_pk] = None
-                continue
-            actor = session.get(Actor, event.actor_id)
-            assert actor is not None
-            if actor.encrypted_key is None:
-                # A self-custody actor's event arrives signed; this version relays only custodial ones.
-                round_sender[event.lot_pk] = None
-                continue
-            round_sender[event.lot_pk] = event.actor_id
-            sender = self._open_key(actor.encrypted_key)
-            try:
-                tx_hash = self._client.send_call(
-                    sender=sender,
-                    function=event.chain_function,
-                    args=_decode_args(event.chain_args),
-                    nonce=self._next_nonce(nonces, sender),
-                )
-            except ContractReverted as refused:
-                nonces.pop(sender.address, None)  # nothing was queued: re-read the nonce
-                round_sender[event.lot_pk] = None  # later events of the lot wait for the verdict
-                sent.append(_Sent(row_id=event.id or 0, kind="event", tx_hash=None, refused=refused))
-                continue
-            event.tx_hash = tx_hash
-            session.add(event)
-            sent.append(_Sent(row_id=event.id or 0, kind="event", tx_hash=tx_hash))
-        session.commit()
-        return sent
+            if run is None:
+                actor = session.get(Actor, event.actor_id)
+                assert actor is not None
+                # A self-custody actor's events arrive signed; only custodial ones are signed here.
+                if event.actor_id in blocked_actors or actor.encrypted_key is None:
+                    closed.add(event.lot_pk)
+                    continue
+                run = runs[event.lot_pk] = []
+            run.append(event)
+        return list(runs.values())
+
+    def _send_batch(
+        self, session: Session, signer: LocalAccount, runs: list[list[Event]], nonces: dict[str, int]
+    ) -> _Sent:
+        """One ``recordSigned`` transaction: ``signer``'s runs on many lots, relayed by the deployer key.
+
+        Each run carries the lot's head before it, so a re-send of what the chain holds is skipped there.
+        """
+        groups = []
+        prior_heads = []
+        gas = BATCH_BASE_GAS
+        for run in runs:
+            lot = session.get(Lot, run[0].lot_pk)
+            assert lot is not None
+            ops = [_signed_op(event) for event in run]
+            groups.append(typed_data.LotOps(lot_id=bytes.fromhex(lot.lot_id[2:]), seq=run[0].seq, ops=ops))
+            prior_heads.append(_head_before(session, lot, run[0].seq))
+            gas += sum(BATCH_OP_GAS[op.action] for op in ops)
+        batch, signature = typed_data.sign_batch(
+            signer,
+            chain_id=self._client.chain_id,
+            registry=self._client.address,
+            deadline=int(time.time()) + BATCH_DEADLINE_SECONDS,
+            lots=groups,
+        )
+        rows = [event.id or 0 for run in runs for event in run]
+        try:
+            tx_hash = self._client.send_call(
+                sender=self._deployer,
+                function="recordSigned",
+                args=[batch, signature, prior_heads],
+                nonce=self._next_nonce(nonces, self._deployer),
+                gas=min(gas, MAX_BATCH_GAS),
+            )
+        except ContractReverted as refused:
+            nonces.pop(self._deployer.address, None)
+            return _Sent(row_id=0, kind="batch", tx_hash=None, refused=refused, batch=rows)
+        for run in runs:
+            for event in run:
+                event.tx_hash = tx_hash
+                session.add(event)
+        return _Sent(row_id=0, kind="batch", tx_hash=tx_hash, batch=rows)
+
+    def _send_alone(self, session: Session, event: Event, nonces: dict[str, int]) -> list[_Sent]:
+        """The event by itself, sent from its actor's own key through the registry's direct function."""
+        actor = session.get(Actor, event.actor_id)
+        assert actor is not None and actor.encrypted_key is not None
+        sender = self._open_key(actor.encrypted_key)
+        try:
+            tx_hash = self._client.send_call(
+                sender=sender,
+                function=event.chain_function,
+                args=_decode_args(event.chain_args),
+                nonce=self._next_nonce(nonces, sender),
+            )
+        except ContractReverted as refused:
+            nonces.pop(sender.address, None)  # nothing was queued: re-read the nonce
+            return [_Sent(row_id=event.id or 0, kind="event", tx_hash=None, refused=refused)]
+        event.tx_hash = tx_hash
+        session.add(event)
+        return [_Sent(row_id=event.id or 0, kind="event", tx_hash=tx_hash)]
 
     def _next_nonce(self, nonces: dict[str, int], sender: LocalAccount) -> int:
         if sender.address not in nonces:
@@ -207,6 +295,8 @@ class Writer(Worker):
         with Session(self._engine) as session:
             if item.kind == "task":
                 self._settle_task(session, item, outcome)
+            elif item.kind == "batch":
+                self._settle_batch(session, item, receipt, outcome)
             else:
                 self._settle_event(session, item, receipt, outcome)
             session.commit()
@@ -230,6 +320,7 @@ class Writer(Worker):
     ) -> None:
         event = session.get(Event, item.row_id)
         assert event is not None
+        self._solo.discard(item.row_id)
         if receipt is not None:
             match = next((r for r in receipt.events if r.seq == event.seq), None)
             if match is not None:
@@ -242,12 +333,37 @@ class Writer(Worker):
             log.warning("event %s (lot %s seq %s) rejected: %s", event.event_hash, event.lot_pk, event.seq, outcome)
         session.add(event)
 
+    def _settle_batch(
+        self, session: Session, item: _Sent, receipt: Receipt | None, outcome: ContractReverted | None
+    ) -> None:
+        if receipt is None:
+            log.warning("a batch of %d events was refused (%s); sending them one by one", len(item.batch), outcome)
+            self._solo.update(item.batch)
+            return
+        logged = {("0x" + r.lot_id.hex(), r.seq): r for r in receipt.events}
+        for row in item.batch:
+            event = session.get(Event, row)
+            lot = session.get(Lot, event.lot_pk) if event is not None else None
+            assert event is not None and lot is not None
+            match = logged.get((lot.lot_id, event.seq))
+            if match is not None:
+                _anchor(event, match)
+            elif not self._find_on_chain(event, lot):
+                self._solo.add(row)  # neither written nor already there: find out why, alone
+            if event.status == "anchored":
+                self._solo.discard(row)
+            session.add(event)
+
     def _already_recorded(self, session: Session, event: Event, outcome: ContractReverted) -> bool:
         """A re-send the chain refused because it holds this very event already counts as anchored."""
         if outcome.name not in ("TraceRegistrySequenceMismatch", "TraceRegistryLotExists"):
             return False
         lot = session.get(Lot, event.lot_pk)
         assert lot is not None
+        return self._find_on_chain(event, lot)
+
+    def _find_on_chain(self, event: Event, lot: Lot) -> bool:
+        """Anchors ``event`` if the registry logged this very event at its place in the lot's chain."""
         for recorded in self._client.lot_events(lot.lot_id):
             if recorded.seq == event.seq and recorded.event_hash == event_hash_bytes(event.event_hash):
                 _anchor(event, recorded)
@@ -266,3 +382,66 @@ def _anchor(event: Event, recorded: RecordedEvent) -> None:
 
 def _decode_args(raw: str) -> list[Any]:
     return list(json.loads(raw))
+
+
+def _chunks(runs: list[list[Event]], limit: int) -> list[list[list[Event]]]:
+    """Runs packed into batches of at most ``limit`` events (a longer run is cut into consecutive parts)."""
+    batches: list[list[list[Event]]] = [[]]
+    size = 0
+    for run in runs:
+        for start in range(0, len(run), limit):
+            part = run[start : start + limit]
+            if size + len(part) > limit and batches[-1]:
+                batches.append([])
+                size = 0
+            batches[-1].append(part)
+            size += len(part)
+    return [batch for batch in batches if batch]
+
+
+# The registry's direct functions and the signed batch's actions: the same step, the same arguments.
+_ACTIONS = {
+    "declareLot": typed_data.Action.DECLARE,
+    "recordEntry": typed_data.Action.ENTRY,
+    "recordInspection": typed_data.Action.INSPECTION,
+    "recordStorage": typed_data.Action.STORAGE,
+    "splitParcel": typed_data.Action.SPLIT,
+    "attachDocument": typed_data.Action.DOCUMENT,
+    "releaseParcel": typed_data.Action.RELEASE,
+    "recordDelivery": typed_data.Action.DELIVERY,
+    "recall": typed_data.Action.RECALL,
+    "recordObservation": typed_data.Action.OBSERVE,
+}
+
+
+def _signed_op(event: Event) -> typed_data.SignedOp:
+    """The batch operation of a stored event, from the direct call it was accepted with."""
+    args = _decode_args(event.chain_args)
+    action = _ACTIONS[event.chain_function]
+    digest = event_hash_bytes(event.event_hash)
+    b32 = bytes.fromhex
+    match event.chain_function:
+        case "declareLot":  # (lotId, quantity, hash)
+            return typed_data.SignedOp(action, digest, amount=args[1])
+        case "recordEntry" | "recordInspection":  # (lotId, seq, quantity | result, hash)
+            return typed_data.SignedOp(action, digest, amount=args[2])
+        case "splitParcel":  # (lotId, seq, parcelId, quantity, hash)
+            return typed_data.SignedOp(action, digest, subject=b32(args[2][2:]), amount=args[3])
+        case "attachDocument":  # (parcelId, seq, kind, commitment, hash)
+            return typed_data.SignedOp(action, digest, subject=b32(args[0][2:]), amount=args[2], data=b32(args[3][2:]))
+        case "releaseParcel" | "recordDelivery":  # (parcelId, seq, hash)
+            return typed_data.SignedOp(action, digest, subject=b32(args[0][2:]))
+        case "recordObservation":  # (lotId, seq, subject, hash)
+            return typed_data.SignedOp(action, digest, subject=b32(args[2][2:]))
+        case _:  # recordStorage, recall: (lotId, seq, hash)
+            return typed_data.SignedOp(action, digest)
+
+
+def _head_before(session: Session, lot: Lot, seq: int) -> bytes:
+    """The lot's hash-chain head before event ``seq``: keccak folded over the stored hashes of 0..seq-1."""
+    head = bytes(32)
+    for event in session.exec(
+        select(Event).where(Event.lot_pk == lot.id, col(Event.seq) < seq).order_by(col(Event.seq))
+    ):
+        head = keccak(head + event_hash_bytes(event.event_hash))
+    return head
