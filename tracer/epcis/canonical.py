@@ -41,13 +41,14 @@ the machine's time zone; ours run in UTC).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any, Final
 
 from tracer.epcis.vocabulary import CBV_BIZSTEPS, CBV_DISPOSITIONS
 
-__all__ = ["canonical_digital_link", "gs1_check_digit_int", "prehash_string"]
+__all__ = ["canonical_digital_link", "clear_caches", "gs1_check_digit_int", "prehash_string"]
 
 # A node of the tree: (name, text, children). A bizTransaction/source/destination item is a tuple of up
 # to two nodes instead (a "pair"); ``_is_node`` tells them apart.
@@ -406,14 +407,38 @@ class _Tails:
     """Which expanded value a string is the tail of (the text after one of its ``-`` or ``/``), if exactly
     one. Indexed by the last segment, which a tail always shares with its value."""
 
-    __slots__ = ("_by_segment", "segments")
+    __slots__ = ("_by_segment", "exact", "segments")
 
     def __init__(self, expanded: Iterable[str]) -> None:
-        self._by_segment: dict[str, list[str]] = {}
+        by_segment: dict[str, list[str]] = {}
+        #: ``get`` of each segment itself (the usual bare CBV value), answered in advance. A segment's
+        #: only value ends with it after a "-" or "/" (where it was cut) unless the two are equal.
+        exact: dict[str, str | None] = {}
+        shared = False
         for uri in expanded:
-            self._by_segment.setdefault(_last_segment(uri), []).append(uri)
-        #: The last segments of the expanded values: a string ending otherwise is no tail of any.
-        self.segments = frozenset(self._by_segment)
+            segment = uri[max(uri.rfind("-"), uri.rfind("/")) + 1 :]
+            if segment in by_segment:
+                by_segment[segment].append(uri)
+                shared = True
+            else:
+                by_segment[segment] = [uri]
+                exact[segment] = uri if len(uri) > len(segment) else None
+        self._by_segment = by_segment
+        #: The last segments of the expanded values (a mapping, for ``in``): a string ending otherwise is
+        #: no tail of any.
+        self.segments: Mapping[str, list[str]] = by_segment
+        if shared:
+            exact = {segment: self.get(segment) for segment in by_segment}
+        self.exact = exact
+
+    def replace(self, value: str) -> str:
+        """The expanded value ``value`` is the tail of, or ``value`` (the first step of ``_Builder.text``)."""
+        cut = max(value.rfind("-"), value.rfind("/"))
+        if cut < 0:
+            return self.exact.get(value) or value
+        if value[cut + 1 :] in self.segments:
+            return self.get(value) or value
+        return value
 
     def get(self, value: str) -> str | None:
         candidates = self._by_segment.get(_last_segment(value)) if self._by_segment else None
@@ -435,6 +460,10 @@ _UNSORTED_MARKERS: Final = ("bizTransaction", "source", "destination")
 _SKIPPED_KEYS: Final = frozenset(("#text", "rdfs:comment", "comment"))
 
 
+def _value_namespaces(namespaces: Mapping[str, str]) -> dict[str, str]:
+    return {k: v.replace("{", "").replace("}", "") for k, v in namespaces.items()}
+
+
 class _Builder:
     """JSON -> tree. Children are *not* sorted here, unlike in the package: every place that reads them
     sorts the strings it produces (or, for bizTransaction/source/destination objects, keeps the key
@@ -443,9 +472,11 @@ class _Builder:
 
     __slots__ = ("key_ns", "tails", "value_ns")
 
-    def __init__(self, namespaces: dict[str, str], tails: _Tails) -> None:
+    def __init__(self, namespaces: dict[str, str], tails: _Tails, value_ns: dict[str, str] | None = None) -> None:
         self.key_ns = namespaces  # prefix -> "{iri}"
-        self.value_ns = {k: v.replace("{", "").replace("}", "") for k, v in namespaces.items()}
+        if value_ns is None:
+            value_ns = _value_namespaces(namespaces)
+        self.value_ns = value_ns
         self.tails = tails
 
     def key(self, text: str) -> str:
@@ -458,9 +489,8 @@ class _Builder:
 
     def text(self, value: str) -> str:
         """A JSON string as the package sees it: bare CBV value replaced, then the value's prefix."""
-        segments = self.tails.segments
-        if segments and value[max(value.rfind("-"), value.rfind("/")) + 1 :] in segments:
-            value = self.tails.get(value) or value
+        if self.tails.segments:
+            value = self.tails.replace(value)
         if ":" in value:
             prefix, _, rest = value.partition(":")
             iri = self.value_ns.get(prefix)
@@ -745,7 +775,28 @@ _CBV_URNS: Final = (
 _NUMBER_START: Final = frozenset("0123456789+-.iInN")
 
 
+#: Bound of each value cache below: the values that recur across events (units, CBV names, locations,
+#: GTINs) stay; one-off ones (serials, times) pass through.
+_VALUE_CACHE_SIZE: Final = 8192
+
+
+#: Memo of :func:`_canonical_value` (emptied when full); hot callers read it directly.
+_CANONICAL: dict[str, str] = {}
+
+
 def _canonical_value(text: str) -> str:
+    """A non-timestamp value as the package writes it (CBV URN -> web URI, number-like -> shortest number
+    form, EPC URN / Digital Link -> constrained canonical Digital Link). Pure, so memoised by value."""
+    found = _CANONICAL.get(text)
+    if found is None:
+        found = _canonical_value_uncached(text)
+        if len(_CANONICAL) >= _VALUE_CACHE_SIZE:
+            _CANONICAL.clear()
+        _CANONICAL[text] = found
+    return found
+
+
+def _canonical_value_uncached(text: str) -> str:
     if "urn:epcglobal:cbv:" in text:
         for urn, uri in _CBV_URNS:
             text = text.replace(urn, uri)
@@ -773,9 +824,62 @@ _TIMESTAMP = re.compile(
 )
 
 
+#: The tails of the common timestamp forms after ``YYYY-MM-DDTHH:MM:SS``, by length: ``Z``, ``.fffZ``,
+#: ``±HH:MM``, ``.fff±HH:MM`` (the separators checked in :func:`_utc_millis`).
+_FAST_TAILS: Final = frozenset((20, 24, 25, 29))
+
+
+#: Memo of :func:`_utc_millis` (emptied when full).
+_UTC_MILLIS: dict[str, str] = {}
+
+
 def _utc_millis(text: str) -> str:
     """``YYYY-MM-DDTHH:MM:SS.mmmZ`` in UTC; microseconds (digits beyond the sixth dropped) round half-even
-    to milliseconds. Text that is not a timestamp is returned unchanged."""
+    to milliseconds. Text that is not a timestamp is returned unchanged. Pure, so memoised by value."""
+    found = _UTC_MILLIS.get(text)
+    if found is None:
+        found = _utc_millis_uncached(text)
+        if len(_UTC_MILLIS) >= _VALUE_CACHE_SIZE:
+            _UTC_MILLIS.clear()
+        _UTC_MILLIS[text] = found
+    return found
+
+
+def _utc_millis_uncached(text: str) -> str:
+    size = len(text)
+    if (
+        size in _FAST_TAILS
+        and text[10] == "T"
+        and text[4] == text[7] == "-"
+        and text[13] == text[16] == ":"
+        and (size < 24 or text[19] == ".")
+        and (text[-1] == "Z" if size in (20, 24) else text[-6] in "+-" and text[-3] == ":")
+    ):
+        # Exactly whole seconds or milliseconds: nothing to round, so the C parser and formatter give
+        # what the general path below would (anything they refuse still goes there).
+        try:
+            moment = datetime.fromisoformat(text)  # validates the digits and the date
+            offset = moment.utcoffset()
+            millis = text[19:23] if size == 24 or size == 29 else ".000"
+            if not offset:
+                return text[:19] + millis + "Z"
+            moment = moment.replace(tzinfo=None) - offset
+        except (ValueError, OverflowError):
+            pass
+        else:
+            return "%04d-%02d-%02dT%02d:%02d:%02d%sZ" % (  # noqa: UP031 - the fastest form here
+                moment.year,
+                moment.month,
+                moment.day,
+                moment.hour,
+                moment.minute,
+                moment.second,
+                millis,
+            )
+    return _utc_millis_general(text)
+
+
+def _utc_millis_general(text: str) -> str:
     match = _TIMESTAMP.fullmatch(text)
     try:
         if match is None:
@@ -825,14 +929,18 @@ _CP_REF = re.compile(r"(\d{6,12})\.(\d*)")
 
 def gs1_check_digit_int(digits: str) -> int:
     """The GS1 mod-10 check digit of ``digits`` (the key without it)."""
-    if digits.isascii():
-        total = 3 * sum(b - 48 for b in digits[::-2].encode()) + sum(b - 48 for b in digits[-2::-2].encode())
+    if digits.isascii():  # sum(b - 48 ...) without the per-digit subtraction
+        odd = digits[::-2].encode()
+        even = digits[-2::-2].encode()
+        total = 3 * (sum(odd) - 48 * len(odd)) + sum(even) - 48 * len(even)
     else:  # other Unicode decimal digits, as the package's int() accepts them
         total = 3 * sum(map(int, digits[::-2])) + sum(map(int, digits[-2::-2]))
     return (10 - total % 10) % 10
 
 
+@lru_cache(maxsize=_VALUE_CACHE_SIZE)
 def _with_check(digits: str) -> str:
+    """``digits`` and their check digit (cached: a GTIN or GLN recurs across the serials it carries)."""
     return digits + str(gs1_check_digit_int(digits))
 
 
@@ -840,8 +948,11 @@ def _with_check(digits: str) -> str:
 _DL_ESCAPES: Final = str.maketrans({"!": "%21", "(": "%28", ")": "%29", "*": "%2A", "+": "%2B", ",": "%2C", ":": "%3A"})
 
 
+_NEEDS_DL_ESCAPE = re.compile(r"[!()*+,:]")
+
+
 def _dl_escape(value: str) -> str:
-    return value.translate(_DL_ESCAPES)
+    return value.translate(_DL_ESCAPES) if _NEEDS_DL_ESCAPE.search(value) else value
 
 
 def _runs(pattern: re.Pattern[str], text: str, low: int, high: int) -> bool:
@@ -881,7 +992,87 @@ def _gtin(prefix: str, ref: str) -> str:
     return _with_check(ref[0] + prefix + ref[1:])
 
 
-def _urn_to_dl(uri: str) -> str | None:  # noqa: C901 - one branch per EPC scheme
+# The fast path: one compiled pattern per common EPC scheme, ASCII digits only. Each accepts only URNs the
+# general code below converts, to the same result (``X{1,20}`` counts a percent-escape as one character, as
+# :func:`_runs` does); anything else falls through to it.
+_FAST_CP = r"([0-9]{6,12})\.([0-9]{0,11})"
+# _X with the plain characters tried first (same language).
+_X_FAST = r"(?:[!')(*+,.0-9:;=A-Za-z_-]|%(?:2[125-9A-Fa-f]|3[0-9A-Fa-f]|4[1-9A-Fa-f]|5[0-9AaFf]|6[1-9A-Fa-f]|7[0-9Aa]))"
+
+
+def _fast_sgtin(match: re.Match[str]) -> str | None:
+    prefix, ref, serial = match.groups()
+    if len(prefix) + len(ref) != 13:
+        return None
+    if _NEEDS_DL_ESCAPE.search(serial):
+        serial = serial.translate(_DL_ESCAPES)
+    return _DL + "01/" + _with_check(ref[0] + prefix + ref[1:]) + "/21/" + serial
+
+
+def _fast_lgtin(match: re.Match[str]) -> str | None:
+    prefix, ref, lot = match.groups()
+    if len(prefix) + len(ref) != 13:
+        return None
+    if _NEEDS_DL_ESCAPE.search(lot):
+        lot = lot.translate(_DL_ESCAPES)
+    return _DL + "01/" + _with_check(ref[0] + prefix + ref[1:]) + "/10/" + lot
+
+
+def _fast_sgln(match: re.Match[str]) -> str | None:
+    prefix, ref, ext = match.groups()
+    if len(prefix) + len(ref) != 12:
+        return None
+    if ext == "0":
+        return _DL + "414/" + _with_check(prefix + ref)
+    if _NEEDS_DL_ESCAPE.search(ext):
+        ext = ext.translate(_DL_ESCAPES)
+    return _DL + "414/" + _with_check(prefix + ref) + "/254/" + ext
+
+
+def _fast_sscc(match: re.Match[str]) -> str | None:
+    prefix, ref = match.groups()
+    if len(prefix) + len(ref) != 17:
+        return None
+    return _DL + "00/" + _with_check(ref[0] + prefix + ref[1:])
+
+
+def _fast_pgln(match: re.Match[str]) -> str | None:
+    prefix, ref = match.groups()
+    if len(prefix) + len(ref) != 12:
+        return None
+    return _DL + "417/" + _with_check(prefix + ref)
+
+
+def _fast_giai(match: re.Match[str]) -> str | None:
+    prefix, ref = match.groups()
+    if len(ref) - 2 * ref.count("%") > 30 - len(prefix):
+        return None
+    return _DL + "8004/" + prefix + _dl_escape(ref)
+
+
+_FAST_URNS: Final[Mapping[str, tuple[re.Pattern[str], Callable[[re.Match[str]], str | None]]]] = {
+    "id:sgtin": (re.compile(rf"{_FAST_CP}\.({_X_FAST}{{1,20}})"), _fast_sgtin),
+    "class:lgtin": (re.compile(rf"{_FAST_CP}\.({_X_FAST}{{1,20}})"), _fast_lgtin),
+    "id:sgln": (re.compile(rf"{_FAST_CP}\.({_X_FAST}{{1,20}})"), _fast_sgln),
+    "id:sscc": (re.compile(_FAST_CP), _fast_sscc),
+    "id:pgln": (re.compile(_FAST_CP), _fast_pgln),
+    "id:giai": (re.compile(rf"([0-9]{{6,12}})\.({_X_FAST}+)"), _fast_giai),
+}
+
+
+def _urn_to_dl(uri: str) -> str | None:
+    head = uri.find(":", uri.find(":", 8) + 1)  # "urn:epc:id:sgtin:..." -> "id:sgtin"
+    fast = _FAST_URNS.get(uri[8:head]) if head > 8 else None
+    if fast is not None:
+        match = fast[0].fullmatch(uri, head + 1)
+        if match is not None:
+            link = fast[1](match)
+            if link is not None:
+                return link
+    return _urn_to_dl_general(uri)
+
+
+def _urn_to_dl_general(uri: str) -> str | None:  # noqa: C901 - one branch per EPC scheme
     scheme, _, rest = uri[len("urn:epc:") :].partition(":")
     if scheme == "id":
         kind, _, rest = rest.partition(":")
@@ -1071,7 +1262,26 @@ _CONSTRAINED = re.compile(
 )
 
 
+#: Digital Links already in constrained canonical form, in the common keys (ASCII digits, no query): the
+#: general code below returns them unchanged, so they skip it.
+_C_NO_QUERY = r"[\x22\x27\x2D\x2E\x30-\x39\x3B-\x3E\x41-\x5A\x5F\x61-\x7A]"
+_CANONICAL_ALREADY = re.compile(
+    r"https://id\.gs1\.org/(?:"
+    + "|".join(
+        (
+            r"00/[0-9]{18}",
+            rf"01/[0-9]{{14}}(?:/(?:21|10)/{_C_NO_QUERY}{{1,20}})?",
+            rf"414/[0-9]{{13}}(?:/254/{_C_NO_QUERY}{{1,20}})?",
+            r"417/[0-9]{13}",
+        )
+    )
+    + ")"
+)
+
+
 def _dl_to_canonical(uri: str) -> str | None:
+    if _CANONICAL_ALREADY.fullmatch(uri) is not None:
+        return uri
     if _DL_SHAPE.match(uri) is None:
         return None
     query = uri.find("?")
@@ -1161,6 +1371,7 @@ _RENAMED: Final = frozenset(
     ("inputEPC", "outputEPC", "inputQuantity", "outputQuantity", "childQuantity", "childEPCs", "quantity")
 )
 _SCALARS: Final = (str, int, float, bool, type(None))
+_LEAVES: Final = (str, int, float)  # bool is an int
 
 
 #: Whether a standard field is a timestamp (its name has "time" and not "offset", as the package decides).
@@ -1177,7 +1388,8 @@ def _is_extension(name: str) -> bool:
 
 
 def _names_block_extensions(names: Iterable[str]) -> bool:
-    return any("eventTime" in name or "action" in name for name in names)
+    joined = "\0".join(names)  # no name holds NUL... and neither word does, so no match spans two names
+    return "eventTime" in joined or "action" in joined
 
 
 class _Direct:
@@ -1185,47 +1397,154 @@ class _Direct:
     vocabulary fields only (:func:`_vocabulary_values`); a string that could add to it anywhere else (a
     literal in the CBV / GS1 voc namespaces, a compact IRI into them) sends the event to the full path."""
 
-    __slots__ = ("builder", "expanded", "interesting")
+    __slots__ = ("expanded", "interesting", "key", "key_names", "tail_ends", "tails", "times", "value_ns", "values")
 
-    def __init__(self, builder: _Builder, expanded: set[str], interesting: set[str]) -> None:
-        self.builder = builder
+    def __init__(self, context: _Context, tails: _Tails, expanded: set[str]) -> None:
+        self.tails = tails
         self.expanded = expanded
-        self.interesting = interesting
+        self.interesting = context.interesting
+        self.value_ns = context.value_ns
+        self.key = context.key
+        self.key_names = context.names  # what self.key has already answered
+        self.values = context.values
+        self.times = context.times
+        #: The last segments of the replacement set: only a string ending in one can be replaced.
+        self.tail_ends = tuple(tails.segments)
 
     def text(self, value: Any) -> str:
+        """``_Builder.text`` of a scalar, after checking that the full path's replacement set would not
+        differ (raises _Slow otherwise)."""
         if isinstance(value, str):
-            if ":" in value:
+            colon = value.find(":")
+            if colon >= 0:
                 if value.startswith(_EXPANDED_PREFIXES):
                     if value not in self.expanded:
                         raise _Slow
-                elif value.partition(":")[0] in self.interesting:
+                elif value[:colon] in self.interesting:
                     raise _Slow
-            return self.builder.text(value)
+            if self.tail_ends and value.endswith(self.tail_ends):
+                return self.tail_text(value)
+            if colon >= 0:
+                iri = self.value_ns.get(value[:colon])
+                if iri is not None:
+                    return iri + value[colon + 1 :]
+            return value
         if isinstance(value, (dict, list)):
             raise _Slow
         return str(value)
 
+    def tail_text(self, value: str) -> str:
+        """``_Builder.text`` (for a value that may be the tail of an expanded value)."""
+        value = self.tails.replace(value)
+        colon = value.find(":")
+        if colon >= 0:
+            iri = self.value_ns.get(value[:colon])
+            if iri is not None:
+                return iri + value[colon + 1 :]
+        return value
+
+    def plain(self, value: str, is_time: bool) -> str:
+        """A string value that is no tail of the replacement set, as ``field`` writes it (without its
+        name): ``text`` (raising _Slow where the full path must decide), stripped, normalised. Remembered
+        per context unless it depends on the event (a value in the CBV / GS1 voc namespaces)."""
+        text = value
+        cacheable = True
+        colon = value.find(":")
+        if colon >= 0:
+            prefix = value[:colon]
+            if value.startswith(_EXPANDED_PREFIXES):
+                if value not in self.expanded:
+                    raise _Slow
+                cacheable = False
+            elif prefix in self.interesting:
+                raise _Slow
+            iri = self.value_ns.get(prefix)
+            if iri is not None:
+                text = iri + value[colon + 1 :]
+        text = text.strip()
+        text = _utc_millis(text) if is_time else _canonical_value_uncached(text)  # memoised right here
+        if cacheable:
+            memo = self.times if is_time else self.values
+            if len(memo) >= _VALUE_CACHE_SIZE:
+                memo.clear()
+            memo[value] = text
+        return text
+
     def field(self, name: str, value: Any) -> str:
         """One standard field with a scalar value (``_field`` of a leaf)."""
-        text = self.text(value)
-        if not text:
-            return ""
-        text = text.strip()
         is_time = _IS_TIME.get(name)
         if is_time is None:
             lowered = name.lower()
             is_time = "time" in lowered and "offset" not in lowered
-        text = _utc_millis(text) if is_time else _canonical_value(text)
+        if isinstance(value, str) and not (self.tail_ends and value.endswith(self.tail_ends)):
+            text = (self.times if is_time else self.values).get(value)
+            if text is None:
+                text = self.plain(value, is_time)
+            return name + "=" + text if text else ""
+        if isinstance(value, str):  # self.text(value), inlined
+            colon = value.find(":")
+            if colon < 0:
+                text = self.tail_text(value) if self.tail_ends and value.endswith(self.tail_ends) else value
+            else:
+                prefix = value[:colon]
+                if value.startswith(_EXPANDED_PREFIXES):
+                    if value not in self.expanded:
+                        raise _Slow
+                elif prefix in self.interesting:
+                    raise _Slow
+                if self.tail_ends and value.endswith(self.tail_ends):
+                    text = self.tail_text(value)
+                elif prefix in self.value_ns:
+                    text = self.value_ns[prefix] + value[colon + 1 :]
+                else:
+                    text = value
+        else:
+            text = self.text(value)
+        if not text:
+            return ""
+        text = text.strip()
+        text = _utc_millis(text) if is_time else (_CANONICAL.get(text) or _canonical_value(text))
         return name + "=" + text if text else ""
 
     def fields(self, name: str, value: Any) -> list[str]:
-        items = value if isinstance(value, (list, tuple)) else (value,)
-        return [text for text in (self.field(name, item) for item in items) if text]
+        if not isinstance(value, (list, tuple)):
+            text = self.field(name, value)
+            return [text] if text else []
+        texts = []
+        for item in value:
+            text = self.field(name, item)
+            if text:
+                texts.append(text)
+        return texts
 
     def leaf(self, name: str, value: Any) -> str:
-        """One extension leaf (``_remainder`` of a leaf)."""
-        text = self.text(value).strip()
-        return name + "=" + _canonical_value(text) if text else name
+        """One extension leaf (``_remainder`` of a leaf). (A non-empty value never normalises to "".)"""
+        if isinstance(value, str) and not (self.tail_ends and value.endswith(self.tail_ends)):
+            text = self.values.get(value)
+            if text is None:
+                text = self.plain(value, False)
+            return name + "=" + text if text else name
+        if isinstance(value, str):  # self.text(value), inlined
+            colon = value.find(":")
+            if colon < 0:
+                text = self.tail_text(value) if self.tail_ends and value.endswith(self.tail_ends) else value
+            else:
+                prefix = value[:colon]
+                if value.startswith(_EXPANDED_PREFIXES):
+                    if value not in self.expanded:
+                        raise _Slow
+                elif prefix in self.interesting:
+                    raise _Slow
+                if self.tail_ends and value.endswith(self.tail_ends):
+                    text = self.tail_text(value)
+                elif prefix in self.value_ns:
+                    text = self.value_ns[prefix] + value[colon + 1 :]
+                else:
+                    text = value
+            text = text.strip()
+        else:
+            text = self.text(value).strip()
+        return name + "=" + (_CANONICAL.get(text) or _canonical_value(text)) if text else name
 
     def extension(self, name: str, value: Any) -> list[str]:
         """The remainder strings of one extension field (one per tree node it makes)."""
@@ -1242,6 +1561,8 @@ class _Direct:
             return [name + "".join(parts)]
         if isinstance(value, list):
             return [self.node(name, item) for item in value]
+        if isinstance(value, _LEAVES) and name not in _RENAMED:
+            return [self.leaf(name, value)]
         return [self.node(name, value)]
 
     def node(self, name: str, value: Any) -> str:
@@ -1262,7 +1583,7 @@ class _Direct:
                 continue
             if key.startswith("@"):
                 raise _Slow
-            name = self.builder.key(key)
+            name = self.key(key)
             if name in _UNSORTED_MARKERS:
                 raise _Slow
             parts.extend(self.extension(name, value))
@@ -1275,6 +1596,22 @@ class _Direct:
         ``order``, then its namespaced extensions, sorted. What its ``_field`` gives when all is consumed."""
         if not isinstance(obj, dict):
             raise _Slow
+        # The usual case first: only standard fields, none a list. (A key in ``order`` is its own name:
+        # a prefixed key maps to "{iri}local", never to a plain name.)
+        for key in obj:
+            if key not in order or isinstance(obj[key], list):
+                break
+        else:
+            if len(obj) == 1:
+                for key in obj:
+                    return self.field(key, obj[key])
+            texts: list[str] = []
+            for name in order:
+                if name in obj:
+                    text = self.field(name, obj[name])
+                    if text:
+                        texts.append(text)
+            return "".join(texts)
         found: dict[str, Any] = {}
         extensions: list[tuple[str, Any]] = []
         count = 0
@@ -1285,7 +1622,7 @@ class _Direct:
                 continue
             if key.startswith("@"):
                 raise _Slow
-            name = self.builder.key(key)
+            name = self.key_names.get(key) or self.key(key)
             count += len(value) if isinstance(value, list) else 1
             if name in order:
                 found[name] = value
@@ -1322,7 +1659,7 @@ class _Direct:
         for key, value in obj.items():
             if key in _SKIPPED_KEYS or key.startswith("@"):
                 raise _Slow
-            name = self.builder.key(key)
+            name = self.key(key)
             names.append(name)
             items = value if isinstance(value, list) else (value,)
             count += len(items)
@@ -1354,6 +1691,8 @@ class _Direct:
 
     def ordered(self, name: str, value: Any) -> str:
         if name in _SIMPLE_FIELDS:
+            if not isinstance(value, (list, tuple)):
+                return self.field(name, value)
             values = self.fields(name, value)
             if len(values) > 1:
                 values.sort()
@@ -1395,14 +1734,16 @@ class _Direct:
             return ""
         pairs: list[str] = []
         for item in items:
-            if not isinstance(item, dict) or not any(marker in item for marker in _UNSORTED_MARKERS):
+            if not isinstance(item, dict) or not (
+                "bizTransaction" in item or "source" in item or "destination" in item
+            ):
                 raise _Slow
             parts: list[str] = []
             for key, field in item.items():
                 if key in _SKIPPED_KEYS or key.startswith("@") or isinstance(field, (dict, list)):
                     raise _Slow
                 if len(parts) < 2:
-                    parts.append(self.leaf(self.builder.key(key), field))
+                    parts.append(self.leaf(self.key_names.get(key) or self.key(key), field))
             pairs.append("".join(parts))
         if len(pairs) > 1:
             pairs.sort()
@@ -1415,18 +1756,24 @@ class _Direct:
         slots: list[str] = [""] * len(_PROPERTY_ORDER)
         rest: list[str] = []
         names: list[str] = []
+        key_names = self.key_names
         for key, value in event.items():
-            if key in _SKIPPED_KEYS:
-                if key == "#text":
+            name = key_names.get(key)  # a key answered before is no skipped, "@" or non-string key
+            if name is None:
+                if key in _SKIPPED_KEYS:
+                    if key == "#text":
+                        raise _Slow
+                    continue
+                if key.startswith("@") or not isinstance(key, str):
                     raise _Slow
-                continue
-            if key.startswith("@") or not isinstance(key, str):
-                raise _Slow
-            name = self.builder.key(key)
+                name = self.key(key)
             names.append(name)
             position = _POSITION.get(name)
             if position is not None:
-                slots[position] = self.ordered(name, value)
+                if name in _SIMPLE_FIELDS and not isinstance(value, (list, tuple)):
+                    slots[position] = self.field(name, value)  # ordered(), one call fewer
+                else:
+                    slots[position] = self.ordered(name, value)
             elif name in _IGNORED_FIELDS:
                 continue
             elif name in _PAIRED_LISTS:
@@ -1441,87 +1788,173 @@ class _Direct:
             raise _Slow  # no eventTime/action: the package treats top-level extensions differently
         if len(rest) > 1:
             rest.sort()
-        return "eventType=" + (self.builder.tails.get(kind) or kind) + "".join(slots) + "".join(rest)
+        if self.tail_ends and kind.endswith(self.tail_ends):
+            kind = self.tails.get(kind) or kind
+        return "eventType=" + kind + "".join(slots) + "".join(rest)
 
 
-def _vocabulary_values(event: Mapping[str, Any], prefixes: Mapping[str, str], interesting: set[str]) -> set[str] | None:
+def _vocab(found: set[str], value: Any, table: Mapping[str, str], ctx: _Context) -> None:
+    """Add what JSON-LD expansion makes of one @vocab-typed value (or list of them) to ``found``."""
+    if isinstance(value, list):
+        for item in value:
+            _vocab(found, item, table, ctx)
+        return
+    if not isinstance(value, str):
+        return
+    term = table.get(value)
+    if term is not None:
+        found.add(term)
+    elif value.startswith(_EXPANDED_PREFIXES):
+        found.add(value)
+    elif value in ctx.interesting:
+        found.add(ctx.prefixes[value])
+    elif ":" in value:
+        prefix, _, rest = value.partition(":")
+        if prefix in ctx.interesting and not rest.startswith("//"):
+            found.add(ctx.prefixes[prefix] + rest)
+
+
+_SENSOR_REPORT_TYPES: Final = _TYPE_TABLES["sensorReport"]
+_EXCEPTIONS: Final = _VOCAB_TABLES["exception"]
+_COMPONENT_TABLE: Final = _VOCAB_TABLES["component"]
+
+
+def _vocabulary_values(event: Mapping[str, Any], ctx: _Context) -> set[str] | None:
     """The replacement set from the standard vocabulary fields where the direct path expects them, and
     from the fields the hash ignores (expansion still sees those). None for a shape to leave to the full
-    walk."""
+    walk. (A missing field and a null one add nothing, so each field is looked up, not searched for.)"""
     found: set[str] = set()
-
-    def vocab(value: Any, table: Mapping[str, str]) -> None:
-        if isinstance(value, list):
-            for item in value:
-                vocab(item, table)
-            return
-        if not isinstance(value, str):
-            return
-        term = table.get(value)
-        if term is not None:
-            found.add(term)
-        elif value.startswith(_EXPANDED_PREFIXES):
-            found.add(value)
-        elif value in interesting:
-            found.add(prefixes[value])
-        elif ":" in value:
-            prefix, _, rest = value.partition(":")
-            if prefix in interesting and not rest.startswith("//"):
-                found.add(prefixes[prefix] + rest)
-
-    def items(value: Any) -> list[Any]:
-        return value if isinstance(value, list) else [value]
-
-    for key, value in event.items():
-        if key == "bizStep" or key == "disposition":
-            vocab(value, _VOCAB_TABLES[key])
-        elif key == "persistentDisposition" and isinstance(value, dict):
-            vocab(value.get("set"), _DISP_TABLE)
-            vocab(value.get("unset"), _DISP_TABLE)
-        elif key in _TYPE_TABLES:
-            for item in items(value):
+    get = event.get
+    value = get("bizStep")
+    if value is not None:
+        if isinstance(value, str) and value in _BIZSTEP_TABLE:  # the usual bare name, inlined
+            found.add(_BIZSTEP_TABLE[value])
+        else:
+            _vocab(found, value, _BIZSTEP_TABLE, ctx)
+    value = get("disposition")
+    if value is not None:
+        if isinstance(value, str) and value in _DISP_TABLE:
+            found.add(_DISP_TABLE[value])
+        else:
+            _vocab(found, value, _DISP_TABLE, ctx)
+    value = get("persistentDisposition")
+    if isinstance(value, dict):
+        _vocab(found, value.get("set"), _DISP_TABLE, ctx)
+        _vocab(found, value.get("unset"), _DISP_TABLE, ctx)
+    for key, table in _TYPE_TABLES.items():
+        value = get(key)
+        if value is not None:
+            for item in value if isinstance(value, list) else (value,):
                 if isinstance(item, dict):
-                    vocab(item.get("type"), _TYPE_TABLES[key])
-        elif key == "sensorElementList":
-            for element in items(value):
-                if isinstance(element, dict):
-                    for report in items(element.get("sensorReport")):
-                        if isinstance(report, dict):
-                            vocab(report.get("type"), _TYPE_TABLES["sensorReport"])
-                            vocab(report.get("exception"), _VOCAB_TABLES["exception"])
-                            vocab(report.get("component"), _VOCAB_TABLES["component"])
-        elif key in _IGNORED_FIELDS and key != "type":
-            found |= _expanded_values({key: value}, prefixes)
+                    _vocab(found, item.get("type"), table, ctx)
+    value = get("sensorElementList")
+    if value is not None:
+        for element in value if isinstance(value, list) else (value,):
+            if isinstance(element, dict):
+                reports = element.get("sensorReport")
+                for report in reports if isinstance(reports, list) else (reports,):
+                    if isinstance(report, dict):
+                        _vocab(found, report.get("type"), _SENSOR_REPORT_TYPES, ctx)
+                        _vocab(found, report.get("exception"), _EXCEPTIONS, ctx)
+                        _vocab(found, report.get("component"), _COMPONENT_TABLE, ctx)
+    for key in _IGNORED_VALUES:
+        value = get(key)
+        if value is not None:
+            found |= _expanded_values({key: value}, ctx.prefixes)
     return found
 
 
+_IGNORED_VALUES: Final = tuple(sorted(_IGNORED_FIELDS - {"type"}))
 _METADATA_FIELDS: Final = tuple(name for name, _ in _SENSOR_METADATA_ORDER)
 _REPORT_FIELDS: Final = tuple(name for name, _ in _SENSOR_REPORT_ORDER)
+
+
+class _Context:
+    """What the pre-hash string needs from a ``@context``: computed once per distinct context (see
+    :func:`_context`), shared read-only by the events under it."""
+
+    __slots__ = ("interesting", "names", "namespaces", "prefixes", "times", "value_ns", "values")
+
+    def __init__(self, context: list[Any]) -> None:
+        self.namespaces = _namespaces(context)
+        prefixes = dict(_CONTEXT_PREFIXES)
+        for item in context:
+            if isinstance(item, dict):
+                for key, value in item.items():
+                    if isinstance(value, str) and not key.startswith("@"):
+                        prefixes[key] = value
+        self.prefixes = prefixes
+        #: The prefixes that expand into the CBV / GS1 voc namespaces.
+        self.interesting = {p for p, iri in prefixes.items() if iri.startswith(_EXPANDED_PREFIXES)}
+        self.value_ns = _value_namespaces(self.namespaces)
+        self.names: dict[str, str] = {}
+        #: ``_Direct.plain`` of string values, for non-timestamp and timestamp fields.
+        self.values: dict[str, str] = {}
+        self.times: dict[str, str] = {}
+
+    def key(self, text: str) -> str:
+        """``_Builder.key`` (a JSON key as a tree name), remembered per key."""
+        name = self.names.get(text)
+        if name is None:
+            name = text
+            if ":" in text:
+                prefix, _, rest = text.partition(":")
+                iri = self.namespaces.get(prefix)
+                if iri is not None:
+                    name = iri + rest
+            if len(self.names) < _MAX_NAMES:
+                self.names[text] = name
+        return name
+
+
+_MAX_NAMES: Final = 4096
+_MAX_CONTEXTS: Final = 64
+_CONTEXTS: dict[tuple[Any, ...], _Context] = {}
+
+
+def _context(context: list[Any]) -> _Context:
+    """The :class:`_Context` of a list of context entries, shared by equal lists. Only strings and the
+    string-or-``@id`` members of objects count (what :func:`_namespaces` and the prefixes read), so the
+    key is the entries with objects as their item tuples; an object with an object member is not
+    hashable and gets a context of its own."""
+    key = tuple(
+        [item if isinstance(item, str) else tuple(item.items()) if isinstance(item, dict) else None for item in context]
+    )
+    try:
+        found = _CONTEXTS.get(key)
+    except TypeError:  # an unhashable member (a term definition object)
+        return _Context(context)
+    if found is None:
+        if len(_CONTEXTS) >= _MAX_CONTEXTS:
+            _CONTEXTS.clear()
+        found = _CONTEXTS[key] = _Context(context)
+    return found
 
 
 def prehash_string(event: Mapping[str, Any], context: Iterable[Any], *, direct: bool = True) -> str:
     """The canonical pre-hash string of one JSON-LD event (its ``@context`` already merged into
     ``context``, a list of context entries). Pure; raises only TypeError/AttributeError for a tree the
     algorithm cannot read (the caller reports those as invalid input)."""
-    context = list(context)
-    namespaces = _namespaces(context)
-    prefixes = dict(_CONTEXT_PREFIXES)
-    for item in context:
-        if isinstance(item, dict):
-            for key, value in item.items():
-                if isinstance(value, str) and not key.startswith("@"):
-                    prefixes[key] = value
+    ctx = _context(context if isinstance(context, list) else list(context))
     if direct:
-        interesting = {p for p, iri in prefixes.items() if iri.startswith(_EXPANDED_PREFIXES)}
-        vocabulary = _vocabulary_values(event, prefixes, interesting)
+        vocabulary = _vocabulary_values(event, ctx)
         if vocabulary is not None:
             try:
-                return _Direct(_Builder(dict(namespaces), _Tails(vocabulary)), vocabulary, interesting).event(event)
+                return _Direct(ctx, _Tails(vocabulary), vocabulary).event(event)
             except _Slow:
                 pass
-    builder = _Builder(namespaces, _Tails(_expanded_values(event, prefixes)))
+    builder = _Builder(dict(ctx.namespaces), _Tails(_expanded_values(event, ctx.prefixes)))
     root = _reshape(builder.node(event))
     children: list[Node] = root[2]
     ordered = _ordered(children, _PROPERTY_ORDER)
     rest = [child for child in children if child[0] not in _IGNORED_FIELDS]
     return "eventType=" + str(root[0]) + ordered + (_remainder(rest) if rest else "")
+
+
+def clear_caches() -> None:
+    """Empty the value caches (canonical values, timestamps, check digits) and the context cache; for
+    benchmarks that must not time a warm cache. Results never depend on them."""
+    _CANONICAL.clear()
+    _UTC_MILLIS.clear()
+    _with_check.cache_clear()
+    _CONTEXTS.clear()
