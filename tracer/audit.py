@@ -38,9 +38,9 @@ from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import Web3
 
-from tracer.chain.client import LOG_CHUNK_BLOCKS, ROLE_NAMES, redact_url, role_id
+from tracer.chain.client import LOG_CHUNK_BLOCKS, ROLE_NAMES, STEP_NAMES, redact_url, role_id
 from tracer.chain.compiler import RegistryArtifact, load_artifact
-from tracer.chain.typed_data import DOMAIN_NAME, DOMAIN_VERSION
+from tracer.chain.typed_data import DOMAIN_NAME, DOMAIN_VERSION, Action
 from tracer.exceptions import ChainError, ChainUnavailable, InvalidInput, TracerError
 
 try:  # orjson parses the node's large log responses ~5x faster; plain json works the same
@@ -74,23 +74,7 @@ FINDING_KINDS: tuple[str, ...] = (
 )
 
 #: ``ITraceRegistry.Step`` of registry v2 in declaration order (the logged ``step`` is the index).
-STEPS: tuple[str, ...] = (
-    "Declared",
-    "Entered",
-    "Inspected",
-    "Stored",
-    "Split",
-    "DocumentAttached",
-    "Released",
-    "Delivered",
-    "Recalled",
-    "Observed",
-    "ClearedByRule",
-    "ManifestReleased",
-    "Returned",
-    "Destroyed",
-    "HoldLifted",
-)
+STEPS = STEP_NAMES
 
 #: The roles that may author each step (the registry's own checks, restated so an audit does not trust them).
 STEP_ROLES: dict[str, tuple[str, ...]] = {
@@ -127,18 +111,8 @@ LOTS_PER_FILTER = 200
 
 _ZERO32 = "0x" + "00" * 32
 _ROLE_BY_ID = {"0x" + role_id(name).hex(): name for name in ROLE_NAMES}
-_SIGNED_ACTIONS = (
-    "Declared",
-    "Entered",
-    "Inspected",
-    "Stored",
-    "Split",
-    "DocumentAttached",
-    "Released",
-    "Delivered",
-    "Recalled",
-    "Observed",
-)
+# A signed batch's ``Action`` i records ``Step`` i (Declare → Declared … Observe → Observed).
+_SIGNED_ACTIONS = tuple(STEP_NAMES[action] for action in Action)
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called as a long audit advances (the CLI draws rich bars)."""

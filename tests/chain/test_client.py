@@ -15,6 +15,7 @@ from tracer.chain import client as client_module
 from tracer.chain.client import GAS_LIMITS, STEP_NAMES, ChainClient, RecordedEvent, role_id
 from tracer.chain.compiler import RegistryArtifact
 from tracer.chain.supervisor import free_port
+from tracer.config import PROJECT_ROOT
 from tracer.exceptions import ChainUnavailable, ContractReverted
 
 pytestmark = pytest.mark.anvil
@@ -244,7 +245,10 @@ def test_rpc_url_hides_credentials() -> None:
 
 
 def test_step_names_follow_the_interface() -> None:
-    assert STEP_NAMES[0] == "Declared" and STEP_NAMES[-1] == "Recalled" and len(STEP_NAMES) == 9
+    source = (PROJECT_ROOT / "contracts/ITraceRegistry.sol").read_text()
+    body = re.search(r"enum Step \{([^}]*)\}", source)
+    assert body is not None
+    assert tuple(name.strip() for name in body.group(1).split(",") if name.strip()) == STEP_NAMES
 
 
 def test_cast_reads_the_lot_events_an_independent_client_sees(

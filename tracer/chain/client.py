@@ -59,6 +59,12 @@ STEP_NAMES: tuple[str, ...] = (
     "Released",
     "Delivered",
     "Recalled",
+    "Observed",
+    "ClearedByRule",
+    "ManifestReleased",
+    "Returned",
+    "Destroyed",
+    "HoldLifted",
 )
 
 #: The on-chain roles; the id of each is keccak256 of its name, except ``admin`` (DEFAULT_ADMIN_ROLE, 0x00).
