@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, delete, select
+from web3.exceptions import BlockNotFound
 
 from tracer.chain.client import ChainClient, RecordedEvent
 from tracer.chain.worker import Worker
 from tracer.epcis import event_hash_bytes
-from tracer.exceptions import ChainError
+from tracer.exceptions import ChainError, ChainUnavailable
 from tracer.store.database import get_meta, set_meta
 from tracer.store.models import ChainLog, Event, IndexedBlock, Lot
 
@@ -113,7 +114,9 @@ class Indexer(Worker):
             try:
                 if "0x" + self._client.block_hash(number).hex() == known[number]:
                     return min(number, cursor)
-            except ChainError:
+            except ChainUnavailable:
+                raise  # a node that is away is no evidence of a reorg: try again when it answers
+            except (ChainError, BlockNotFound):
                 continue  # the chain is shorter now: that block is gone
         return cursor if not known else self._client.deploy_block - 1
 

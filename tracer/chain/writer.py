@@ -337,6 +337,14 @@ class Writer(Worker):
         self, session: Session, item: _Sent, receipt: Receipt | None, outcome: ContractReverted | None
     ) -> None:
         if receipt is None:
+            held = self._anchor_what_the_chain_holds(session, item.batch)
+            if held:
+                # A re-send that overlaps what the chain holds (after a crash or a restored node): the chain
+                # explains the refusal; the rest goes again in a batch, not one by one.
+                log.warning(
+                    "a batch of %d events was refused (%s); %d were on chain already", len(item.batch), outcome, held
+                )
+                return
             log.warning("a batch of %d events was refused (%s); sending them one by one", len(item.batch), outcome)
             self._solo.update(item.batch)
             return
@@ -353,6 +361,29 @@ class Writer(Worker):
             if event.status == "anchored":
                 self._solo.discard(row)
             session.add(event)
+
+    def _anchor_what_the_chain_holds(self, session: Session, rows: list[int]) -> int:
+        """Anchors the events of ``rows`` the chain logged already (below their lot's on-chain ``nextSeq``)."""
+        by_lot: dict[int, list[Event]] = {}
+        for row in rows:
+            event = session.get(Event, row)
+            assert event is not None
+            by_lot.setdefault(event.lot_pk, []).append(event)
+        held = 0
+        for lot_pk, events in by_lot.items():
+            lot = session.get(Lot, lot_pk)
+            assert lot is not None
+            next_seq = int(self._client.get_lot(lot.lot_id)["nextSeq"])
+            if not any(event.seq < next_seq for event in events):
+                continue
+            logged = {r.seq: r for r in self._client.lot_events(lot.lot_id)}
+            for event in events:
+                recorded = logged.get(event.seq)
+                if recorded is not None and recorded.event_hash == event_hash_bytes(event.event_hash):
+                    _anchor(event, recorded)
+                    session.add(event)
+                    held += 1
+        return held
 
     def _already_recorded(self, session: Session, event: Event, outcome: ContractReverted) -> bool:
         """A re-send the chain refused because it holds this very event already counts as anchored."""
