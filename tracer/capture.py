@@ -10,6 +10,7 @@ the good events are kept and the bad ones listed in the capture job.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import uuid
@@ -459,7 +460,9 @@ def capture(
     for index, event in enumerate(events):
         at = f"/epcisBody/eventList/{index}"
         try:
-            with session.begin_nested():
+            # Only "proceed" keeps going after a bad event, so only it needs a savepoint per event (they cost
+            # a round trip each); under "rollback" the first error undoes the whole document anyway.
+            with session.begin_nested() if error_behaviour == PROCEED else contextlib.nullcontext():
                 result = _apply(session, actor, event, context=context, prefixes=prefixes, at=at)
         except TracerError as exc:
             if error_behaviour == ROLLBACK:

@@ -7,6 +7,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from api.deps import ActorDep, ServiceDep, SessionDep
 from tracer import capture as epcis_capture
@@ -35,8 +36,14 @@ async def capture(
 ) -> Response:
     """Validate, apply and commit a capture document before answering 202 with the job's Location."""
     document = await _json_body(request)
-    result = epcis_capture.capture(session=session, actor=actor, document=document, error_behaviour=error_behaviour)
-    session.commit()
+
+    def store() -> epcis_capture.CaptureResult:
+        result = epcis_capture.capture(session=session, actor=actor, document=document, error_behaviour=error_behaviour)
+        session.commit()
+        return result
+
+    # The capture is blocking database work: off the event loop, so other requests are not queued behind it.
+    result = await run_in_threadpool(store)
     service.writer.notify()
     return Response(status_code=202, headers={"Location": f"/capture/{result.job.id}", **LIMIT_HEADERS})
 
