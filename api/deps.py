@@ -26,8 +26,8 @@ ServiceDep = Annotated[Service, Depends(get_service)]
 
 
 def get_session(service: ServiceDep) -> Iterator[Session]:
-    """A database session for one request."""
-    with Session(service.engine) as session:
+    """A database session for one request (objects stay readable after a commit, see tracer.views)."""
+    with Session(service.engine, expire_on_commit=False) as session:
         yield session
 
 

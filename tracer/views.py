@@ -120,6 +120,8 @@ def scan_document(
     """
     path = identifiers.parcel_path(parcel.sscc) if parcel else identifiers.lot_path(lot.gtin, lot.lot_number)
     events = lot_events(session=session, lot=lot)
+    # End the read before asking the node: a slow or absent node must not hold the database's lock.
+    session.commit()
     verification = verify_events(client=client, lot_id=lot.lot_id, events=events)
     shown = [e for e in events if e.parcel_pk is None or (parcel is not None and e.parcel_pk == parcel.id)]
     checks = {check.seq: check.status.value for check in verification.checks}

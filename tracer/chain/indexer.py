@@ -64,17 +64,23 @@ class Indexer(Worker):
         """One round, with its report."""
         report = IndexReport()
         latest = self._client.latest_block()
-        with Session(self._engine) as session:
+        # No database transaction stays open across a call to the node: a node that is slow or away must not
+        # hold SQLite's write lock (commit() before each call; expire_on_commit=False keeps what was read).
+        with Session(self._engine, expire_on_commit=False) as session:
             cursor = self._cursor(session)
-            ancestor = self._common_ancestor(session, cursor)
+            known = self._known_blocks(session)
+            session.commit()
+            ancestor = self._common_ancestor(known, cursor)
             if ancestor < cursor:
                 self._rewind(session, ancestor, report)
+                session.commit()
                 cursor = ancestor
             if latest > cursor:
                 to_block = min(latest, cursor + CHUNK_BLOCKS)
                 recorded = self._client.recorded_events(from_block=cursor + 1, to_block=to_block)
+                tip_hash = "0x" + self._client.block_hash(to_block).hex()
                 self._ingest(session, recorded, report, after=cursor, to_block=to_block)
-                session.add(IndexedBlock(number=to_block, hash="0x" + self._client.block_hash(to_block).hex()))
+                session.add(IndexedBlock(number=to_block, hash=tip_hash))
                 set_meta(session, CURSOR_KEY, str(to_block))
                 session.exec(delete(IndexedBlock).where(col(IndexedBlock.number) < to_block - KEPT_BLOCKS))
             session.commit()
@@ -105,11 +111,15 @@ class Indexer(Worker):
         stored = get_meta(session, CURSOR_KEY)
         return int(stored) if stored is not None else self._client.deploy_block - 1
 
-    def _common_ancestor(self, session: Session, cursor: int) -> int:
-        """The highest indexed block whose hash the chain still has (the cursor when nothing changed)."""
-        # The blocks the index holds logs of, and the tips of earlier rounds, highest first.
+    @staticmethod
+    def _known_blocks(session: Session) -> dict[int, str]:
+        """The blocks the index holds logs of, and the tips of earlier rounds: number -> hash."""
         known = {block.number: block.hash for block in session.exec(select(IndexedBlock))}
         known.update(session.exec(select(ChainLog.block_number, ChainLog.block_hash).distinct()).all())
+        return known
+
+    def _common_ancestor(self, known: dict[int, str], cursor: int) -> int:
+        """The highest indexed block whose hash the chain still has (the cursor when nothing changed)."""
         for number in sorted(known, reverse=True):
             try:
                 if "0x" + self._client.block_hash(number).hex() == known[number]:

@@ -95,7 +95,9 @@ class Writer(Worker):
 
     def run_once(self) -> int:
         """Sends every row that may go now, waits for their receipts, records the outcome; returns the count."""
-        with Session(self._engine) as session:
+        # Sessions commit before every call to the node (expire_on_commit=False keeps what they read): a node
+        # that is slow or away must never hold the database's write lock (SQLite has one for everybody).
+        with Session(self._engine, expire_on_commit=False) as session:
             sent = self._send_tasks(session)
             blocked_actors = {task.actor_id for task in self._pending_tasks(session)}
             sent += self._send_events(session, blocked_actors)
@@ -130,14 +132,16 @@ class Writer(Worker):
         for task in self._pending_tasks(session):
             actor = session.get(Actor, task.actor_id)
             assert actor is not None
+            sender = self._deployer
             try:
+                if task.kind == "grant":
+                    sender = self._grantor(session, task.role or "")
+                session.commit()
                 if task.kind == "fund":
-                    sender = self._deployer
                     tx_hash = self._client.transfer(
                         sender=sender, to=actor.address, value_wei=FUNDING_WEI, nonce=self._next_nonce(nonces, sender)
                     )
                 else:
-                    sender = self._grantor(session, task.role or "")
                     tx_hash = self._client.grant_role(
                         sender=sender,
                         role_name=task.role or "",
@@ -234,6 +238,7 @@ class Writer(Worker):
             lots=groups,
         )
         rows = [event.id or 0 for run in runs for event in run]
+        session.commit()
         try:
             tx_hash = self._client.send_call(
                 sender=self._deployer,
@@ -256,6 +261,7 @@ class Writer(Worker):
         actor = session.get(Actor, event.actor_id)
         assert actor is not None and actor.encrypted_key is not None
         sender = self._open_key(actor.encrypted_key)
+        session.commit()
         try:
             tx_hash = self._client.send_call(
                 sender=sender,
@@ -292,7 +298,7 @@ class Writer(Worker):
                 return
         if receipt is not None:
             self._wait_confirmations(receipt.block_number)
-        with Session(self._engine) as session:
+        with Session(self._engine, expire_on_commit=False) as session:
             if item.kind == "task":
                 self._settle_task(session, item, outcome)
             elif item.kind == "batch":
@@ -356,7 +362,7 @@ class Writer(Worker):
             match = logged.get((lot.lot_id, event.seq))
             if match is not None:
                 _anchor(event, match)
-            elif not self._find_on_chain(event, lot):
+            elif not self._find_on_chain(session, event, lot):
                 self._solo.add(row)  # neither written nor already there: find out why, alone
             if event.status == "anchored":
                 self._solo.discard(row)
@@ -369,9 +375,11 @@ class Writer(Worker):
             event = session.get(Event, row)
             assert event is not None
             by_lot.setdefault(event.lot_pk, []).append(event)
+        lots = {lot_pk: session.get(Lot, lot_pk) for lot_pk in by_lot}
+        session.commit()
         held = 0
         for lot_pk, events in by_lot.items():
-            lot = session.get(Lot, lot_pk)
+            lot = lots[lot_pk]
             assert lot is not None
             next_seq = int(self._client.get_lot(lot.lot_id)["nextSeq"])
             if not any(event.seq < next_seq for event in events):
@@ -391,10 +399,11 @@ class Writer(Worker):
             return False
         lot = session.get(Lot, event.lot_pk)
         assert lot is not None
-        return self._find_on_chain(event, lot)
+        return self._find_on_chain(session, event, lot)
 
-    def _find_on_chain(self, event: Event, lot: Lot) -> bool:
+    def _find_on_chain(self, session: Session, event: Event, lot: Lot) -> bool:
         """Anchors ``event`` if the registry logged this very event at its place in the lot's chain."""
+        session.commit()  # no transaction open while the node answers
         for recorded in self._client.lot_events(lot.lot_id):
             if recorded.seq == event.seq and recorded.event_hash == event_hash_bytes(event.event_hash):
                 _anchor(event, recorded)
