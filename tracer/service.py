@@ -8,7 +8,6 @@ node that came back from an older state gets them again.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -222,8 +221,3 @@ def describe(service: Service) -> dict[str, object]:
         "data_dir": str(service.settings.data_dir),
         "admin_api_key_file": str(service.settings.data_dir / ADMIN_KEY_FILE),
     }
-
-
-def dumps(value: object) -> str:
-    """Compact JSON for stored columns."""
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)
