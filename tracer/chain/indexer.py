@@ -75,6 +75,14 @@ class Indexer(Worker):
                 self._rewind(session, ancestor, report)
                 session.commit()
                 cursor = ancestor
+            # Events anchored above the chain's height are gone too (a node restored from an older state that
+            # the index had not reached yet): back to the outbox, without waiting for the chain to grow past them.
+            height = self._client.latest_block()
+            for event in session.exec(
+                select(Event).where(Event.status == "anchored", col(Event.block_number) > height)
+            ).all():
+                _reopen(session, event, report)
+            session.commit()
             if latest > cursor:
                 to_block = min(latest, cursor + CHUNK_BLOCKS)
                 recorded = self._client.recorded_events(from_block=cursor + 1, to_block=to_block)
