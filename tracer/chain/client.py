@@ -92,6 +92,9 @@ GAS_LIMITS: dict[str, int] = {
     "unpause": 50_000,
 }
 
+#: How often a receipt wait asks whether the node still knows the transaction at all.
+DROPPED_CHECK_SECONDS = 3.0
+
 #: Blocks per ``eth_getLogs`` request: nodes cap the range or the response size of one request.
 LOG_CHUNK_BLOCKS = 10_000
 
@@ -385,10 +388,13 @@ class ChainClient:
 
         A failed transaction is replayed with ``eth_call`` at its block to find its revert reason and
         raises ContractReverted (``"OutOfGas"`` when it used all its gas and the replay succeeds).
-        ReceiptTimeout after ``timeout`` seconds.
+        ReceiptTimeout after ``timeout`` seconds, or as soon as the node no longer knows the transaction
+        (it was dropped, e.g. by a node restarted from an older state): waiting longer would not help.
         """
         tx_hash = HexBytes(tx_hash).to_0x_hex()
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
+        next_presence_check = started + DROPPED_CHECK_SECONDS
         pause = 0.02
         while True:
             try:
@@ -397,8 +403,16 @@ class ChainClient:
                 break
             except TransactionNotFound:
                 pass
-            if time.monotonic() > deadline:
+            now = time.monotonic()
+            if now > deadline:
                 raise ReceiptTimeout(self.rpc_url, tx_hash, timeout)
+            if now > next_presence_check:
+                next_presence_check = now + DROPPED_CHECK_SECONDS
+                try:
+                    with self._rpc():
+                        self._w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
+                except TransactionNotFound:
+                    raise ReceiptTimeout(self.rpc_url, tx_hash, now - started) from None
             time.sleep(pause)
             pause = min(pause * 1.5, 0.25)
         if raw["status"] != 1:
