@@ -333,6 +333,24 @@ class Writer(Worker):
                 _anchor(event, match)
         elif outcome is not None and self._already_recorded(session, event, outcome):
             pass  # _already_recorded anchored it
+        elif outcome is not None and _chain_lacks_predecessors(outcome):
+            # The chain expects an earlier sequence number: events the database counted as anchored were lost
+            # (a node restored from an older state). They go out again first; this one waits, it is not refused.
+            expected = int(outcome.args_["expected"])
+            for lost in session.exec(
+                select(Event).where(
+                    Event.lot_pk == event.lot_pk, col(Event.seq) >= expected, Event.status == "anchored"
+                )
+            ).all():
+                lost.status, lost.tx_hash, lost.block_hash, lost.block_number, lost.log_index = (
+                    "pending",
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+                session.add(lost)
+            log.warning("lot %s lost its events from seq %d on chain; re-sending them", event.lot_pk, expected)
         else:
             event.status = "rejected"
             event.reason = str(outcome)
@@ -485,3 +503,13 @@ def _head_before(session: Session, lot: Lot, seq: int) -> bytes:
     ):
         head = keccak(head + event_hash_bytes(event.event_hash))
     return head
+
+
+def _chain_lacks_predecessors(outcome: ContractReverted) -> bool:
+    """A sequence mismatch where the chain expects an earlier event than the one sent: a gap, not a conflict."""
+    if outcome.name != "TraceRegistrySequenceMismatch":
+        return False
+    try:
+        return int(outcome.args_["expected"]) < int(outcome.args_["provided"])
+    except (KeyError, TypeError, ValueError):
+        return False
