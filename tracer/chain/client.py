@@ -383,6 +383,12 @@ class ChainClient:
             sender=sender, function="grantRole", args=[role_id(role_name), to_checksum_address(address)], nonce=nonce
         )
 
+    def revoke_role(self, *, sender: LocalAccount, role_name: str, address: str, nonce: int | None = None) -> str:
+        """Sends ``revokeRole(role, address)`` signed by ``sender`` (who must hold the role's admin role)."""
+        return self.send_call(
+            sender=sender, function="revokeRole", args=[role_id(role_name), to_checksum_address(address)], nonce=nonce
+        )
+
     def wait_receipt(self, tx_hash: str | bytes, *, timeout: float = 30.0) -> Receipt:
         """Waits until ``tx_hash`` is mined and returns its receipt.
 

@@ -99,7 +99,8 @@ class Writer(Worker):
         # that is slow or away must never hold the database's write lock (SQLite has one for everybody).
         with Session(self._engine, expire_on_commit=False) as session:
             sent = self._send_tasks(session)
-            blocked_actors = {task.actor_id for task in self._pending_tasks(session)}
+            # A revocation waits for the actor's accepted events instead of blocking them (see _send_tasks).
+            blocked_actors = {task.actor_id for task in self._pending_tasks(session) if task.kind != "revoke"}
             sent += self._send_events(session, blocked_actors)
         if not sent:
             return 0
@@ -132,9 +133,11 @@ class Writer(Worker):
         for task in self._pending_tasks(session):
             actor = session.get(Actor, task.actor_id)
             assert actor is not None
+            if task.kind == "revoke" and self._has_pending_events(session, task.actor_id):
+                continue  # events accepted before the revocation are anchored first, with the role they had
             sender = self._deployer
             try:
-                if task.kind == "grant":
+                if task.kind in ("grant", "revoke"):
                     sender = self._grantor(session, task.role or "")
                 session.commit()
                 if task.kind == "fund":
@@ -142,7 +145,8 @@ class Writer(Worker):
                         sender=sender, to=actor.address, value_wei=FUNDING_WEI, nonce=self._next_nonce(nonces, sender)
                     )
                 else:
-                    tx_hash = self._client.grant_role(
+                    send_role = self._client.revoke_role if task.kind == "revoke" else self._client.grant_role
+                    tx_hash = send_role(
                         sender=sender,
                         role_name=task.role or "",
                         address=actor.address,
@@ -157,6 +161,13 @@ class Writer(Worker):
             sent.append(_Sent(row_id=task.id or 0, kind="task", tx_hash=tx_hash))
         session.commit()
         return sent
+
+    @staticmethod
+    def _has_pending_events(session: Session, actor_id: int) -> bool:
+        return (
+            session.exec(select(Event.id).where(Event.actor_id == actor_id, Event.status == "pending")).first()
+            is not None
+        )
 
     def _grantor(self, session: Session, role: str) -> LocalAccount:
         """Who grants ``role`` on chain: the customs admin for ``customs``, the platform admin otherwise."""
