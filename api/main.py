@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import problems
+from api import observability, problems
 from api.routes import actors, audit, epcis, health, journey, scan
 from tracer import __version__
 from tracer.service import Service
@@ -35,6 +35,7 @@ def create_app(service: Service, *, run_writer: bool = True) -> FastAPI:
     )
     app.state.service = service
     problems.install(app)
+    observability.install(app)
     app.include_router(health.router)
     app.include_router(actors.router)
     app.include_router(journey.router)
