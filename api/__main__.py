@@ -1,23 +1,37 @@
-"""``python -m api``: the service as ``scripts/run`` starts it: the chain, the registry, the API."""
+"""``python -m api``: the service as ``scripts/run`` starts it: the chain, the registry, the API.
+
+Logs go to stderr as JSON lines (one object per line, with the request id while a request is served), ready
+for a log shipper; ``--log-format plain`` or ``TRACER_LOG_FORMAT=plain`` gives readable text in a terminal.
+"""
 
 from __future__ import annotations
 
+import argparse
 import logging
+import os
 import sys
 import time
 
 import uvicorn
 
 from api.main import create_app
+from api.observability import configure_logging
 from tracer.chain.anvil import AnvilSupervisor, find_anvil_binary
 from tracer.config import Settings
 from tracer.exceptions import TracerError
 from tracer.service import describe, open_service
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Runs until Ctrl-C; the supervised anvil stops with it."""
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = argparse.ArgumentParser(prog="python -m api", description="the tracer service: chain, registry, API")
+    parser.add_argument(
+        "--log-format",
+        choices=("json", "plain"),
+        default=os.environ.get("TRACER_LOG_FORMAT", "json"),
+        help="JSON lines (default, or TRACER_LOG_FORMAT) or plain text",
+    )
+    configure_logging(json_lines=parser.parse_args(argv).log_format == "json")
     log = logging.getLogger("tracer")
     settings = Settings()
     supervisor: AnvilSupervisor | None = None
@@ -40,7 +54,9 @@ def main() -> int:
         for key, value in describe(service).items():
             log.info("%s: %s", key, value)
         app = create_app(service)
-        uvicorn.run(app, host="127.0.0.1", port=settings.port, log_level="info")
+        # Our logging, not uvicorn's: its lines go through the same handler, and the request middleware writes
+        # the access line (with the request id, route and duration) instead of uvicorn's.
+        uvicorn.run(app, host="127.0.0.1", port=settings.port, log_level="info", log_config=None, access_log=False)
         return 0
     except TracerError as exc:
         log.error("%s", exc)
