@@ -35,10 +35,14 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def get_actor(
-    session: SessionDep, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+    session: SessionDep,
+    service: ServiceDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Actor:
     """The actor whose API key came with the request (401 otherwise)."""
-    return authenticate(session=session, api_key=credentials.credentials if credentials else None)
+    return authenticate(
+        session=session, keystore=service.keystore, api_key=credentials.credentials if credentials else None
+    )
 
 
 ActorDep = Annotated[Actor, Depends(get_actor)]

@@ -13,13 +13,13 @@ import httpx
 import typer
 from sqlmodel import Session
 
-from tracer.actors import create_actor
+from tracer.actors import create_actor, revoke_actor, revoked_public, rotate_api_key
 from tracer.audit import DEFAULT_LATE_ANCHOR_SECONDS
 from tracer.chain.client import ChainClient
 from tracer.chain.indexer import Indexer
 from tracer.config import PROJECT_ROOT, Settings
 from tracer.exceptions import TracerError
-from tracer.service import open_store
+from tracer.service import open_store, save_platform_key
 from tracer.store.database import get_meta
 from tracer.verify import Status, verify_bundle
 
@@ -57,7 +57,42 @@ def actor_add(
             public = created.public()
     except TracerError as exc:
         _fail(str(exc))
-    json.dump(public, sys.stdout)
+    _print_json(public)
+
+
+@actor_app.command("rotate-key")
+def actor_rotate_key(name: Annotated[str, typer.Argument(help="the actor's name")]) -> None:
+    """Give an actor a new API key and print it as JSON, like add; the old key stops working at once."""
+    settings = Settings()
+    try:
+        engine, keystore = open_store(settings)
+        with Session(engine) as session:
+            rotated = rotate_api_key(session=session, keystore=keystore, name=name)
+            session.commit()
+            save_platform_key(settings.data_dir, rotated)
+            public = rotated.public()
+    except TracerError as exc:
+        _fail(str(exc))
+    _print_json(public)
+
+
+@actor_app.command("revoke")
+def actor_revoke(name: Annotated[str, typer.Argument(help="the actor's name")]) -> None:
+    """Revoke an actor: its API key stops working at once; the running service revokes its role on chain."""
+    settings = Settings()
+    try:
+        engine, _ = open_store(settings)
+        with Session(engine) as session:
+            actor = revoke_actor(session=session, name=name)
+            session.commit()
+            public = revoked_public(actor)
+    except TracerError as exc:
+        _fail(str(exc))
+    _print_json(public)
+
+
+def _print_json(document: object) -> None:
+    json.dump(document, sys.stdout)
     sys.stdout.write("\n")
 
 

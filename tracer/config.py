@@ -7,6 +7,7 @@ tests) and handed down.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -37,6 +38,23 @@ class Settings(BaseSettings):
     confirmations: int = 1
     # How long the writer sleeps when it finds nothing to send.
     writer_idle_seconds: float = 0.2
+    # "production" refuses what is only fit for development (the generated key passphrase).
+    env: Literal["development", "production"] = "development"
+    # Write requests (POST) per second and burst, per API key and per client address (token buckets, per
+    # process; 0 turns one off). Generous defaults: the benchmarks' load must not be throttled.
+    rate_limit_key_per_second: float = Field(default=1000.0, ge=0)
+    rate_limit_key_burst: int = Field(default=5000, ge=1)
+    rate_limit_address_per_second: float = Field(default=2000.0, ge=0)
+    rate_limit_address_burst: int = Field(default=10000, ge=1)
+
+    # What one request may carry (docs/api.md, "Limits"); past them it is refused before any work is done.
+    # The bytes and events are advertised on capture responses (GS1-EPCIS-Capture-File-Size-Limit and
+    # GS1-EPCIS-Capture-Limit); deeper nesting or longer strings than any real EPCIS document has are refused
+    # too, so no parser, hash or column ever sees them.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    capture_limit: int = Field(default=500, ge=1)
+    max_json_depth: int = Field(default=32, ge=8)
+    max_string_length: int = Field(default=2048, ge=64)
 
     @model_validator(mode="after")
     def _fill_derived(self) -> Settings:
@@ -47,6 +65,11 @@ class Settings(BaseSettings):
         if self.api_url is None:
             self.api_url = f"http://127.0.0.1:{self.port}"
         return self
+
+    @property
+    def production(self) -> bool:
+        """True when told it runs in production (``TRACER_ENV=production``)."""
+        return self.env == "production"
 
     @property
     def embedded_chain(self) -> bool:

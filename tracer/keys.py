@@ -1,13 +1,20 @@
-"""Custodial actor keys, encrypted at rest, and API keys, stored hashed.
+"""Custodial actor keys, encrypted at rest, and API keys, stored as keyed hashes.
 
 Actor keys are sealed with AES-256-GCM under a key derived once per process from the passphrase
 (scrypt, salt in the data dir): deriving per key would cost a scrypt run per signature.
+
+API keys are stored as HMAC-SHA256 under a secret kept in the data dir. Keys are random, so no slow
+hash is needed; the secret is there so that an attacker cannot compute the stored form of a key they
+guess, and so cannot steer the database's index lookup to learn anything from its timing.
+
+Every secret file in the data dir is readable by its owner only (0600, the directory 0700).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import logging
 import os
 import secrets
@@ -25,23 +32,61 @@ log = logging.getLogger(__name__)
 
 _SALT_FILE = "keystore-salt"
 _PASSPHRASE_FILE = "key-passphrase"
+_API_KEY_SECRET_FILE = "api-key-secret"
+SECRET_FILE_MODE = 0o600
+DATA_DIR_MODE = 0o700
 
 
 def write_secret_file(path: Path, content: str) -> None:
     """Writes ``content`` to ``path`` readable by its owner only (mode 0600), atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
     tmp = path.with_suffix(path.suffix + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, SECRET_FILE_MODE)
+    os.fchmod(fd, SECRET_FILE_MODE)  # a stale .tmp left by a crash keeps its old mode through O_CREAT
     with os.fdopen(fd, "w") as handle:
         handle.write(content)
     os.replace(tmp, path)
 
 
-def resolve_passphrase(data_dir: Path, configured: str | None) -> str:
-    """The configured passphrase, or a generated development one kept in the data dir (with a warning)."""
+def lock_down(data_dir: Path, secret_files: tuple[str, ...] = ()) -> None:
+    """Makes ``data_dir`` (created if missing) 0700 and its key files 0600, the ones named here and the store's.
+
+    Data dirs made before this rule, or restored from a backup with looser modes, are tightened at start-up.
+    """
+    data_dir.mkdir(mode=DATA_DIR_MODE, parents=True, exist_ok=True)
+    _tighten(data_dir, DATA_DIR_MODE)
+    for name in (_SALT_FILE, _PASSPHRASE_FILE, _API_KEY_SECRET_FILE, *secret_files):
+        path = data_dir / name
+        if path.exists():
+            _tighten(path, SECRET_FILE_MODE)
+
+
+def _tighten(path: Path, mode: int) -> None:
+    if path.stat().st_mode & 0o777 != mode:
+        log.warning("%s was mode %o; making it %o (owner only)", path, path.stat().st_mode & 0o777, mode)
+        path.chmod(mode)
+
+
+def resolve_passphrase(data_dir: Path, configured: str | None, *, production: bool = False) -> str:
+    """The configured passphrase, or a generated development one kept in the data dir (with a warning).
+
+    In production (``TRACER_ENV=production``) raises ConfigurationError instead of generating one, and for a
+    configured passphrase that is the generated development one.
+    """
+    path = data_dir / _PASSPHRASE_FILE
+    if production:
+        if not configured:
+            raise ConfigurationError(
+                "TRACER_ENV=production, but TRACER_KEY_PASSPHRASE is not set: set TRACER_KEY_PASSPHRASE to the "
+                "passphrase that encrypts the actor keys (the generated development passphrase is refused)"
+            )
+        if path.exists() and hmac.compare_digest(configured.encode(), path.read_text().strip().encode()):
+            raise ConfigurationError(
+                f"TRACER_ENV=production, but TRACER_KEY_PASSPHRASE is the generated development passphrase of "
+                f"{path}: set TRACER_KEY_PASSPHRASE to a passphrase of your own"
+            )
     if configured:
         return configured
-    path = data_dir / _PASSPHRASE_FILE
     if not path.exists():
         write_secret_file(path, secrets.token_urlsafe(32))
         log.warning(
@@ -63,6 +108,15 @@ class KeyStore:
         key = Scrypt(salt=salt, length=32, n=2**15, r=8, p=1).derive(passphrase.encode())
         self._aead = AESGCM(key)
         self._opened: dict[str, LocalAccount] = {}
+        # Not derived from the passphrase: API keys must keep working when the passphrase is wrong or changes.
+        secret_path = data_dir / _API_KEY_SECRET_FILE
+        if not secret_path.exists():
+            write_secret_file(secret_path, secrets.token_hex(32))
+        self._api_key_secret = bytes.fromhex(secret_path.read_text().strip())
+
+    def api_key_digest(self, api_key: str) -> str:
+        """The stored form of an API key: HMAC-SHA256 under this deployment's secret, 64 hex digits."""
+        return hmac.new(self._api_key_secret, api_key.encode(), hashlib.sha256).hexdigest()
 
     def new_account(self) -> tuple[LocalAccount, str]:
         """A fresh account and its sealed key."""
@@ -95,6 +149,6 @@ def new_api_key() -> str:
     return "trk_" + secrets.token_urlsafe(32)
 
 
-def hash_api_key(api_key: str) -> str:
-    """The stored form of an API key (SHA-256 hex: keys are random, so no slow hash is needed)."""
+def legacy_api_key_hash(api_key: str) -> str:
+    """The stored form of an API key before keyed hashes (plain SHA-256 hex); upgraded on the key's next use."""
     return hashlib.sha256(api_key.encode()).hexdigest()

@@ -18,14 +18,14 @@ from eth_utils.address import to_checksum_address
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
-from tracer.actors import CHAIN_ROLES, create_actor
+from tracer.actors import CHAIN_ROLES, PLATFORM_ROLES, NewActor, create_actor, is_revoked
 from tracer.chain.client import ChainClient
 from tracer.chain.compiler import load_artifact
 from tracer.chain.indexer import Indexer
 from tracer.chain.writer import Writer
 from tracer.config import Settings
 from tracer.exceptions import ConfigurationError
-from tracer.keys import KeyStore, resolve_passphrase, write_secret_file
+from tracer.keys import KeyStore, lock_down, resolve_passphrase, write_secret_file
 from tracer.store.database import count, create_db_engine, get_meta, init_db, set_meta
 from tracer.store.models import Actor, ChainTask, Event, Lot
 
@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 ADMIN_KEY_FILE = "admin-api-key"
 CUSTOMS_ADMIN_KEY_FILE = "customs-admin-api-key"
+_PLATFORM_KEY_FILES = {"admin": ADMIN_KEY_FILE, "customs_admin": CUSTOMS_ADMIN_KEY_FILE}
 
 
 @dataclass
@@ -53,14 +54,24 @@ class Service:
 
 
 def open_store(settings: Settings) -> tuple[Engine, KeyStore]:
-    """The database (tables created) and the key store of ``settings``' data dir."""
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    """The database (tables created) and the key store of ``settings``' data dir (made owner-only).
+
+    Raises ConfigurationError in production without a passphrase of the operator's own.
+    """
+    lock_down(settings.data_dir, tuple(_PLATFORM_KEY_FILES.values()))
+    passphrase = resolve_passphrase(settings.data_dir, settings.key_passphrase, production=settings.production)
     engine = create_db_engine(settings.effective_database_url)
     init_db(engine)
-    keystore = KeyStore(
-        data_dir=settings.data_dir, passphrase=resolve_passphrase(settings.data_dir, settings.key_passphrase)
-    )
-    return engine, keystore
+    return engine, KeyStore(data_dir=settings.data_dir, passphrase=passphrase)
+
+
+def save_platform_key(data_dir: Path, created: NewActor) -> None:
+    """Keeps a platform actor's new API key in its key file (mode 0600); other actors' keys are never kept."""
+    key_file = _PLATFORM_KEY_FILES.get(created.actor.role)
+    if key_file is not None:
+        path = data_dir / key_file
+        write_secret_file(path, created.api_key + "\n")
+        log.warning("the %s actor's API key is in %s (mode 0600)", created.actor.role, path)
 
 
 def open_service(settings: Settings, *, client: ChainClient | None = None) -> Service:
@@ -104,18 +115,14 @@ def open_service(settings: Settings, *, client: ChainClient | None = None) -> Se
 def _ensure_platform_actors(session: Session, keystore: KeyStore, data_dir: Path) -> tuple[Actor, Actor]:
     """The platform admin and the customs admin, created (custodial) with their key files on first start."""
     actors = []
-    for role, name, key_file in (
-        ("admin", "platform-admin", ADMIN_KEY_FILE),
-        ("customs_admin", "customs-admin", CUSTOMS_ADMIN_KEY_FILE),
-    ):
+    for role, name in (("admin", "platform-admin"), ("customs_admin", "customs-admin")):
         actor = session.exec(select(Actor).where(Actor.role == role).order_by(col(Actor.id))).first()
         if actor is None:
             # The registry's constructor grants these two roles, so only funding goes through the outbox.
             created = create_actor(session=session, keystore=keystore, name=name, role=role, grant_on_chain=False)
             actor = created.actor
-            path = data_dir / key_file
-            write_secret_file(path, created.api_key + "\n")
-            log.warning("created the %s actor %r; its API key is in %s (mode 0600)", role, name, path)
+            log.warning("created the %s actor %r", role, name)
+            save_platform_key(data_dir, created)
         actors.append(actor)
     return actors[0], actors[1]
 
@@ -177,7 +184,8 @@ def _remember(session: Session, client: ChainClient, address: str, deploy_block:
 
 
 def reconcile(*, session: Session, client: ChainClient) -> None:
-    """Re-queues what the chain lost: role grants, funding, and anchors past a lot's on-chain sequence.
+    """Re-queues what the chain lost: role grants and revocations, funding, and anchors past a lot's on-chain
+    sequence.
 
     A node restored from an older state (anvil after a hard kill between two state dumps) may lack
     transactions the outbox already counted as done; the chain is the judge, so they go out again.
@@ -185,8 +193,16 @@ def reconcile(*, session: Session, client: ChainClient) -> None:
     open_tasks = {(t.actor_id, t.kind) for t in session.exec(select(ChainTask).where(ChainTask.status == "pending"))}
     for actor in session.exec(select(Actor)):
         assert actor.id is not None
+        if is_revoked(actor):
+            if (
+                actor.role in CHAIN_ROLES
+                and (actor.id, "revoke") not in open_tasks
+                and client.has_role(actor.role, actor.address)
+            ):
+                session.add(ChainTask(kind="revoke", actor_id=actor.id, role=actor.role))
+            continue  # a revoked actor needs neither its role nor funding
         if (
-            actor.role in CHAIN_ROLES - {"admin", "customs_admin"}
+            actor.role in CHAIN_ROLES - PLATFORM_ROLES
             and (actor.id, "grant") not in open_tasks
             and not client.has_role(actor.role, actor.address)
         ):
