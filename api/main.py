@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import observability, problems
+from api import observability, problems, ratelimit, security
 from api.routes import actors, audit, epcis, health, journey, scan
 from tracer import __version__
 from tracer.service import Service
@@ -35,7 +35,9 @@ def create_app(service: Service, *, run_writer: bool = True) -> FastAPI:
     )
     app.state.service = service
     problems.install(app)
+    ratelimit.install(app, service.settings)  # outside the request limits: a throttled client costs no parsing
     observability.install(app)
+    security.install(app)
     app.include_router(health.router)
     app.include_router(actors.router)
     app.include_router(journey.router)
