@@ -188,6 +188,18 @@ class _Reader:
             raise InvalidInput("must name one parcel (SSCC)", pointer=f"{self.at}/{name}")
         return ref.sscc
 
+    def units(self, lot: identifiers.LotRef) -> list[str]:
+        """The serials of the units ``childEPCs`` names (SGTIN URNs or Digital Links), each of ``lot``'s GTIN
+        (and of ``lot`` itself when the link names a lot too)."""
+        serials = []
+        for position, epc in enumerate(self.event.get("childEPCs") or []):
+            pointer = f"{self.at}/childEPCs/{position}"
+            ref = _parse_id(epc, pointer)
+            if not isinstance(ref, identifiers.UnitRef) or ref.gtin != lot.gtin or ref.lot not in (None, lot.lot):
+                raise InvalidInput(f"must be a serialised unit of GTIN {lot.gtin} and lot {lot.lot}", pointer=pointer)
+            serials.append(ref.serial)
+        return serials
+
     def location(self, name: str) -> Any:
         value = self.event.get(name)
         return value.get("id") if isinstance(value, dict) else None
@@ -240,11 +252,12 @@ def _journey_step(event: dict[str, Any], *, prefixes: Mapping[str, str], at: str
         return documents
     if kind == "AggregationEvent" and biz_step == "packing":
         ref = read.lot("childQuantityList")
-        request = _model(
-            journey.SplitIn,
-            {"parcels": [{"sscc": read.parcel("parentID"), "quantity": read.quantity("childQuantityList")}]},
-            at,
-        )
+        parcel = {
+            "sscc": read.parcel("parentID"),
+            "quantity": read.quantity("childQuantityList"),
+            "units": read.units(ref),
+        }
+        request = _model(journey.SplitIn, {"parcels": [parcel]}, at)
         return Step.SPLIT, lambda s, a, c: journey.split(
             session=s, actor=a, lot_id=_lot_id(ref), request=request, captured=c
         )

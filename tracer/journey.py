@@ -42,9 +42,11 @@ from tracer.lifecycle import (
     check_split,
     lot_state_after,
 )
-from tracer.store.models import Actor, Document, Event, Lot, Parcel, PersonalDatum
+from tracer.store.models import Actor, Document, Event, Lot, Parcel, PersonalDatum, Unit
 
 _QUANTITY = Field(gt=0, le=2**63 - 1)
+MAX_UNITS_PER_PARCEL = 1000
+"""Serials named per parcel: a parcel carries one consumer order, and its split event carries them all."""
 _INSPECTION_CODE = {InspectionResult.CONFORMANT: 0, InspectionResult.NON_CONFORMANT: 1, InspectionResult.SAMPLED: 2}
 _DOCUMENT_CODE = {Step.ORDER: 0, Step.PAYMENT: 1, Step.WAYBILL: 2}
 
@@ -86,10 +88,16 @@ class StorageIn(BaseModel):
 
 
 class ParcelIn(BaseModel):
-    """One parcel to split off: its SSCC and how many units it holds."""
+    """One parcel to split off: its SSCC, how many units it holds, and the serials of those that have one."""
 
     sscc: str
     quantity: int = _QUANTITY
+    units: list[str] = Field(
+        default_factory=list,
+        max_length=MAX_UNITS_PER_PARCEL,
+        description="serial numbers (GS1 AI 21, up to 20 characters of set 82) of serialised units in the "
+        "parcel, at most its quantity; each becomes /01/{gtin14}/21/{serial}",
+    )
 
 
 class SplitIn(BaseModel):
@@ -194,6 +202,24 @@ def get_parcel(*, session: Session, sscc: str) -> Parcel:
     if parcel is None:
         raise NotFound("parcel", sscc)
     return parcel
+
+
+def find_unit(*, session: Session, gtin: str, serial: str) -> tuple[Unit, Parcel, Lot]:
+    """The unit of GTIN ``gtin`` and serial ``serial``, with its parcel and lot (one query); raises NotFound."""
+    row = session.exec(
+        select(Unit, Parcel, Lot)
+        .join(Parcel, col(Parcel.id) == Unit.parcel_pk)
+        .join(Lot, col(Lot.id) == Unit.lot_pk)
+        .where(Unit.gtin == gtin, Unit.serial == serial)
+    ).first()
+    if row is None:
+        raise NotFound("unit", identifiers.unit_path(gtin, serial))
+    return row
+
+
+def parcel_units(*, session: Session, parcel: Parcel) -> list[Unit]:
+    """The serialised units packed into ``parcel``, in the order its split named them."""
+    return list(session.exec(select(Unit).where(Unit.parcel_pk == parcel.id).order_by(col(Unit.id))))
 
 
 def lot_events(*, session: Session, lot: Lot) -> list[Event]:
@@ -329,11 +355,14 @@ def record_storage(
 def split(
     *, session: Session, actor: Actor, lot_id: str, request: SplitIn, captured: Captured | None = None
 ) -> list[EventAccepted]:
-    """Splits parcels off a stored lot, one event each; never more than the lot received."""
+    """Splits parcels off a stored lot, one event each naming the serials of its units; never more than the
+    lot received. Raises InvalidInput, DuplicateRecord (an SSCC, or a serial of the lot's GTIN, seen before)
+    or StepOutOfOrder."""
     check_role(step=Step.SPLIT, actor=actor.name, role=actor.role)
     if captured is not None and len(request.parcels) != 1:
         raise InvalidInput("a captured split event packs exactly one parcel", pointer="/parentID")
     lot = get_lot(session=session, lot_id=lot_id, for_update=True)
+    serials = _new_serials(session=session, gtin=lot.gtin, request=request)
     accepted = []
     seen: set[str] = set()
     for index, parcel_in in enumerate(request.parcels):
@@ -361,11 +390,17 @@ def split(
         )
         session.add(parcel)
         session.flush()
+        assert parcel.id is not None
+        session.add_all(Unit(gtin=lot.gtin, serial=s, parcel_pk=parcel.id, lot_pk=lot.id) for s in serials[index])
         lot.split_quantity += parcel_in.quantity
 
         # Defaults bind this iteration's values (ruff B023); named functions so mypy can check them.
-        def split_payload(code: str = sscc, quantity: int = parcel_in.quantity) -> dict[str, Any]:
-            return build.split_event(event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, sscc=code, quantity=quantity)
+        def split_payload(
+            code: str = sscc, quantity: int = parcel_in.quantity, units: list[str] = serials[index]
+        ) -> dict[str, Any]:
+            return build.split_event(
+                event_time=_now(), gtin=lot.gtin, lot=lot.lot_number, sscc=code, quantity=quantity, serials=units
+            )
 
         def split_call(seq: int, h: str, p: Parcel = parcel) -> tuple[str, list[Any]]:
             return "splitParcel", [lot.lot_id, seq, p.parcel_id, p.quantity, h]
@@ -383,6 +418,34 @@ def split(
             )
         )
     return accepted
+
+
+def _new_serials(*, session: Session, gtin: str, request: SplitIn) -> list[list[str]]:
+    """The validated serials of each parcel of ``request``; InvalidInput for a malformed serial or more serials
+    than the parcel holds, DuplicateRecord for a serial of ``gtin`` named twice or already packed."""
+    serials: list[list[str]] = []
+    seen: set[str] = set()
+    for index, parcel_in in enumerate(request.parcels):
+        pointer = f"/parcels/{index}/units"
+        if len(parcel_in.units) > parcel_in.quantity:
+            raise InvalidInput(
+                f"{len(parcel_in.units)} serials for a parcel of {parcel_in.quantity} units", pointer=pointer
+            )
+        for position, serial in enumerate(parcel_in.units):
+            identifiers.validate_serial(serial, pointer=f"{pointer}/{position}")
+            if serial in seen:
+                raise DuplicateRecord("unit", identifiers.unit_path(gtin, serial))
+            seen.add(serial)
+        serials.append(list(parcel_in.units))
+    if seen:
+        # One query for the whole request, in chunks a database's parameter limit allows.
+        wanted = sorted(seen)
+        for start in range(0, len(wanted), 900):
+            chunk = wanted[start : start + 900]
+            taken = session.exec(select(Unit.serial).where(Unit.gtin == gtin, col(Unit.serial).in_(chunk))).first()
+            if taken is not None:
+                raise DuplicateRecord("unit", identifiers.unit_path(gtin, taken))
+    return serials
 
 
 def attach_order(

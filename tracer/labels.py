@@ -1,23 +1,30 @@
-"""Printable label sheets: the QR codes of a lot's parcels on A4, with the human-readable keys under each.
+"""Printable label sheets: the QR codes of a lot's parcels, or of a parcel's serialised units, on A4, with the
+human-readable keys under each.
 
 The layout is the common 3 x 7 sheet of 63.5 x 38.1 mm labels (21 per A4 page), so sheets print on
-stock label paper at 100 % scale. Each label carries the parcel's Digital Link QR code and, under it,
-the SSCC, GTIN and lot in GS1 human-readable form: ``(00) …``, ``(01) … (10) …``. The output is one SVG
-per sheet, measured in millimetres; it needs no font of its own (the text is Latin digits and the lot).
+stock label paper at 100 % scale. Each label carries the Digital Link QR code and, under it, the keys in
+GS1 human-readable form: a parcel's ``(00) …`` and ``(01) … (10) …``, a unit's ``(01) … (21) …`` and
+``(10) …``. The output is one SVG per sheet, measured in millimetres; it needs no font of its own (the
+text is Latin digits, the lot and the serial).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from xml.sax.saxutils import escape
 
-from sqlmodel import Session, col, func, select
+from sqlalchemy import ColumnElement
+from sqlmodel import Session, SQLModel, col, func, select
 
 from tracer import identifiers
 from tracer.exceptions import NotFound
 from tracer.qr import qr_modules, qr_svg_path
-from tracer.store.models import Lot, Parcel
+from tracer.store.models import Lot, Parcel, Unit
+
+_Row = TypeVar("_Row", bound=SQLModel)
 
 PAGE_WIDTH, PAGE_HEIGHT = 210.0, 297.0
 COLUMNS, ROWS = 3, 7
@@ -81,21 +88,60 @@ def render_sheet(labels: list[Label]) -> bytes:
     return svg.encode()
 
 
+def unit_label(*, public_url: str, gtin: str, lot: str, serial: str) -> Label:
+    """The label of one unit: its Digital Link, ``(01) GTIN (21) serial`` and ``(10) lot``."""
+    return Label(
+        url=public_url + identifiers.unit_path(gtin, serial),
+        lines=(f"(01) {gtin} (21) {serial}", f"(10) {lot}"),
+    )
+
+
 def lot_sheet(*, session: Session, lot: Lot, public_url: str, page: int = 1) -> Sheet:
     """Sheet ``page`` (from 1) of the labels of every parcel split from ``lot``, in split order.
 
     Raises NotFound when the lot has no parcels yet, or fewer sheets than ``page``.
     """
-    count = session.exec(select(func.count(col(Parcel.id))).where(Parcel.lot_pk == lot.id)).one()
+    return _sheet(
+        session=session,
+        table=Parcel,
+        where=col(Parcel.lot_pk) == lot.id,
+        order=(col(Parcel.index), col(Parcel.id)),
+        label=lambda p: parcel_label(public_url=public_url, gtin=lot.gtin, lot=lot.lot_number, sscc=p.sscc),
+        page=page,
+        what=f"lot {lot.gtin}/{lot.lot_number}",
+    )
+
+
+def parcel_units_sheet(*, session: Session, lot: Lot, parcel: Parcel, public_url: str, page: int = 1) -> Sheet:
+    """Sheet ``page`` (from 1) of the labels of the serialised units packed into ``parcel``, in the order its
+    split named them. Raises NotFound when the parcel names no units, or has fewer sheets than ``page``."""
+    return _sheet(
+        session=session,
+        table=Unit,
+        where=col(Unit.parcel_pk) == parcel.id,
+        order=(col(Unit.id),),
+        label=lambda u: unit_label(public_url=public_url, gtin=u.gtin, lot=lot.lot_number, serial=u.serial),
+        page=page,
+        what=f"the units of parcel {parcel.sscc}",
+    )
+
+
+def _sheet(
+    *,
+    session: Session,
+    table: type[_Row],
+    where: ColumnElement[bool],
+    order: tuple[Any, ...],
+    label: Callable[[_Row], Label],
+    page: int,
+    what: str,
+) -> Sheet:
+    """Sheet ``page`` of the labels of the rows of ``table`` that match ``where``, ordered by ``order``."""
+    count = session.exec(select(func.count()).select_from(table).where(where)).one()
     pages = math.ceil(count / LABELS_PER_PAGE)
     if page > pages:
-        raise NotFound("label sheet", f"page {page} of lot {lot.gtin}/{lot.lot_number} ({pages} sheet(s))")
-    parcels = session.exec(
-        select(Parcel)
-        .where(Parcel.lot_pk == lot.id)
-        .order_by(col(Parcel.index), col(Parcel.id))
-        .offset((page - 1) * LABELS_PER_PAGE)
-        .limit(LABELS_PER_PAGE)
+        raise NotFound("label sheet", f"page {page} of {what} ({pages} sheet(s))")
+    rows = session.exec(
+        select(table).where(where).order_by(*order).offset((page - 1) * LABELS_PER_PAGE).limit(LABELS_PER_PAGE)
     ).all()
-    labels = [parcel_label(public_url=public_url, gtin=lot.gtin, lot=lot.lot_number, sscc=p.sscc) for p in parcels]
-    return Sheet(svg=render_sheet(labels), page=page, pages=pages, count=count)
+    return Sheet(svg=render_sheet([label(row) for row in rows]), page=page, pages=pages, count=count)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from tracer.chain.client import ChainClient, RecordedEvent
 from tracer.epcis import event_hash, event_hash_bytes
 from tracer.exceptions import ChainUnavailable, InvalidInput, TracerError
+from tracer.units import membership_problem
 
 
 class Status(StrEnum):
@@ -171,8 +172,9 @@ def verify_bundle(bundle: dict[str, object], *, client: ChainClient) -> Verifica
     """Checks a proof bundle against the registry ``client`` trusts (never the registry the bundle names).
 
     Catches an edited event, a dropped or added one (per-lot sequence, and the hash chain the registry
-    holds), an anchor that names another transaction, and a bundle made against another registry or
-    chain. Raises InvalidInput when the bundle is not one.
+    holds), an anchor that names another transaction, a bundle made against another registry or chain,
+    and a unit's bundle whose split event does not pack the unit. Raises InvalidInput when the bundle is
+    not one.
     """
     events, lot_id = _bundled_events(bundle)
     try:
@@ -186,6 +188,8 @@ def verify_bundle(bundle: dict[str, object], *, client: ChainClient) -> Verifica
         problems.insert(0, f"the bundle was made against registry {bundle.get('registry')}, not {client.address}")
     if bundle.get("chain_id") != chain_id:
         problems.insert(0, f"the bundle was made for chain {bundle.get('chain_id')}, not chain {chain_id}")
+    if (membership := membership_problem(bundle)) is not None:
+        problems.append(membership)  # a unit's bundle: the anchored split event must pack that unit
     logged_tx = {r.seq: r.tx_hash.lower() for r in recorded}
     for event in events:
         if event.claimed_tx and event.seq in logged_tx and event.claimed_tx.lower() != logged_tx[event.seq]:

@@ -1,4 +1,4 @@
-"""What readers see: a lot's ledger, and the scan document of a lot or parcel (INTERFACES.md "scan")."""
+"""What readers see: a lot's ledger, and the scan document of a lot, parcel or unit (INTERFACES.md "scan")."""
 
 from __future__ import annotations
 
@@ -15,10 +15,12 @@ from sqlmodel import Session, col, select
 
 from tracer import identifiers
 from tracer.chain.client import ChainClient
+from tracer.exceptions import NotFound
 from tracer.journey import lot_events
 from tracer.lifecycle import ParcelState
 from tracer.scans import ScanSummary
-from tracer.store.models import Event, Lot, Parcel
+from tracer.store.models import Event, Lot, Parcel, Unit
+from tracer.units import membership_public, packed_units
 from tracer.verify import Status, Verification, verify_events
 
 
@@ -111,14 +113,16 @@ def scan_document(
     public_url: str,
     lot: Lot,
     parcel: Parcel | None = None,
+    unit: Unit | None = None,
     scans: ScanSummary | None = None,
 ) -> tuple[dict[str, Any], Verification]:
-    """The scan JSON of a lot (or of a parcel split from it), verified against the chain now.
+    """The scan JSON of a lot, of a parcel split from it, or of a unit packed into that parcel (its journey
+    is its parcel's), verified against the chain now.
 
-    ``scans`` (for a parcel) adds the ``scans`` object and fills ``clone_warning``; each event carries
+    ``scans`` (for a parcel or unit) adds the ``scans`` object and fills ``clone_warning``; each event carries
     ``check``, its own verdict, and ``recordedAt``, the time of its block when the node answered.
     """
-    path = identifiers.parcel_path(parcel.sscc) if parcel else identifiers.lot_path(lot.gtin, lot.lot_number)
+    path = subject_path(lot=lot, parcel=parcel, unit=unit)
     events = lot_events(session=session, lot=lot)
     # End the read before asking the node: a slow or absent node must not hold the database's lock.
     session.commit()
@@ -148,7 +152,8 @@ def scan_document(
             "origin_country": lot.origin_country,
             "manufacturer": lot.manufacturer,
             "hs_code": lot.hs_code,
-            **({"sscc": parcel.sscc, "quantity": parcel.quantity} if parcel else {}),
+            **({"sscc": parcel.sscc, "quantity": parcel.quantity} if parcel and not unit else {}),
+            **({"sscc": parcel.sscc, "serial": unit.serial} if parcel and unit else {}),
         },
         "events": [_event_summary(e, checks.get(e.seq, "unverifiable"), times) for e in shown],
         "verification": verification.public(),
@@ -160,6 +165,15 @@ def scan_document(
         document["scans"] = scans.public(claimable=parcel.state == ParcelState.DELIVERED)
         links["claim"] = f"{public_url}/claim{path}"
     return document, verification
+
+
+def subject_path(*, lot: Lot, parcel: Parcel | None = None, unit: Unit | None = None) -> str:
+    """The canonical Digital Link path of what was scanned: the unit, else the parcel, else the lot."""
+    if unit is not None:
+        return identifiers.unit_path(unit.gtin, unit.serial)
+    if parcel is not None:
+        return identifiers.parcel_path(parcel.sscc)
+    return identifiers.lot_path(lot.gtin, lot.lot_number)
 
 
 _BLOCK_TIMES: dict[str, str] = {}  # block hash -> ISO time: a block's time never changes
@@ -230,6 +244,22 @@ def proof_bundle(*, session: Session, registry: str, chain_id: int, lot: Lot, pa
             for e in lot_events(session=session, lot=lot)
         ],
     }
+
+
+def unit_membership(*, session: Session, unit: Unit, parcel: Parcel) -> dict[str, Any]:
+    """The ``unit`` object of a unit's proof bundle (``tracer.units``): the split event of ``parcel``, which
+    names ``unit`` among its ``childEPCs``. Raises NotFound when no accepted split event of the parcel does."""
+    splits = session.exec(
+        select(Event)
+        .where(Event.parcel_pk == parcel.id, Event.step == "split", col(Event.corrects).is_(None))
+        .order_by(col(Event.seq))
+    ).all()
+    for event in splits:
+        if any((ref.gtin, ref.serial) == (unit.gtin, unit.serial) for ref in packed_units(json.loads(event.payload))):
+            return membership_public(
+                gtin=unit.gtin, serial=unit.serial, sscc=parcel.sscc, seq=event.seq, event_id=event.event_hash
+            )
+    raise NotFound("split event", f"naming unit {identifiers.unit_path(unit.gtin, unit.serial)}")
 
 
 # -- the consumer's page ---------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
-"""The consumer's scan: GS1 Digital Link paths of lots and parcels, as HTML or JSON, QR codes, proofs, the
-receipt claim (clone detection) and printable label sheets.
+"""The consumer's scan: GS1 Digital Link paths of lots, parcels and units, as HTML or JSON, QR codes, proofs,
+the receipt claim (clone detection) and printable label sheets.
 
-Lot numbers may contain "/" and other reserved characters, percent-encoded in the path, so these routes
+Lot numbers and serials may contain "/" and other reserved characters, percent-encoded in the path, so these routes
 parse the raw path rather than FastAPI's decoded one.
 
 Two first-party cookies, both functional: ``tracer_device`` (a random identifier, so that scans and a
@@ -12,6 +12,7 @@ claim from one phone are recognised as one device; stored only as a salted hash,
 from __future__ import annotations
 
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -26,8 +27,8 @@ from tracer import identifiers, journey, labels, scans
 from tracer.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
 from tracer.lifecycle import ParcelState
 from tracer.qr import qr_png, qr_svg
-from tracer.store.models import Lot, Parcel
-from tracer.views import page_context, proof_bundle, scan_document
+from tracer.store.models import Lot, Parcel, Unit
+from tracer.views import page_context, proof_bundle, scan_document, unit_membership
 
 router = APIRouter(tags=["scan"])
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent.parent / "templates")
@@ -39,22 +40,30 @@ _COOKIE_AGE = 2 * 365 * 24 * 3600
 LABEL_ROLES = ("admin", "enterprise", "warehouse")
 
 
-def _resolve(session: Session, raw_path: str) -> tuple[Lot, Parcel | None, str]:
-    """The lot (and parcel) a raw Digital Link path names, and its canonical path."""
+@dataclass(frozen=True)
+class _Scanned:
+    """What a Digital Link path names: a lot, a parcel of it, or a unit in such a parcel; and its canonical path."""
+
+    lot: Lot
+    parcel: Parcel | None
+    unit: Unit | None
+    path: str
+
+
+def _resolve(session: Session, raw_path: str) -> _Scanned:
+    """The lot, parcel or unit a raw Digital Link path names (InvalidInput for a malformed one, NotFound)."""
     ref = identifiers.parse_digital_link_path(raw_path)
     if isinstance(ref, identifiers.ParcelRef):
         parcel = journey.get_parcel(session=session, sscc=ref.sscc)
         lot = session.get(Lot, parcel.lot_pk)
         assert lot is not None
-        return lot, parcel, identifiers.parcel_path(ref.sscc)
-    if isinstance(ref, identifiers.LotRef):
-        return (
-            journey.find_lot(session=session, gtin=ref.gtin, lot_number=ref.lot),
-            None,
-            identifiers.lot_path(ref.gtin, ref.lot),
-        )
-    # A unit is not a recorded thing yet: nothing on chain or in the store names one serial.
-    raise NotFound("unit", f"{raw_path} (units are not serialised yet: scan the parcel's /00/ code or the lot's)")
+        return _Scanned(lot, parcel, None, ref.path)
+    if isinstance(ref, identifiers.UnitRef):
+        unit, parcel, lot = journey.find_unit(session=session, gtin=ref.gtin, serial=ref.serial)
+        if ref.lot is not None and ref.lot != lot.lot_number:
+            raise NotFound("unit", f"{ref.path} of lot {ref.lot} (it belongs to lot {lot.lot_number})")
+        return _Scanned(lot, parcel, unit, ref.path)
+    return _Scanned(journey.find_lot(session=session, gtin=ref.gtin, lot_number=ref.lot), None, None, ref.path)
 
 
 def _raw_path(request: Request, prefix: str = "") -> str:
@@ -104,9 +113,10 @@ def _set_cookie(response: Response, request: Request, name: str, value: str) -> 
 def _scan(
     request: Request, session: Session, service: ServiceDep, lat: float | None = None, lon: float | None = None
 ) -> Response:
-    lot, parcel, path = _resolve(session, _raw_path(request))
+    scanned = _resolve(session, _raw_path(request))
+    path = scanned.path
     summary, issued = None, None
-    if parcel is not None:
+    if scanned.parcel is not None:
         device, issued = _device(request, session)
         scans.record_scan(session=session, subject=path, device=device, latitude=lat, longitude=lon)
         session.commit()
@@ -115,8 +125,9 @@ def _scan(
         session=session,
         client=service.client,
         public_url=service.settings.public_url or "",
-        lot=lot,
-        parcel=parcel,
+        lot=scanned.lot,
+        parcel=scanned.parcel,
+        unit=scanned.unit,
         scans=summary,
     )
     response: Response
@@ -145,10 +156,14 @@ Latitude = Annotated[float | None, Query(ge=-90, le=90, description="Coarse lati
 Longitude = Annotated[float | None, Query(ge=-180, le=180, description="Coarse longitude, if the client offers it")]
 
 
-@router.get("/01/{rest:path}", response_class=HTMLResponse, summary="Scan a lot (GS1 Digital Link)")
-def scan_lot(request: Request, session: SessionDep, service: ServiceDep) -> Response:
-    """A lot's journey and its verification against the chain (HTML; JSON with Accept: application/json)."""
-    return _scan(request, session, service)  # lot codes are shared by every tin of a lot: scans are not counted
+@router.get("/01/{rest:path}", response_class=HTMLResponse, summary="Scan a lot or a unit (GS1 Digital Link)")
+def scan_lot(
+    request: Request, session: SessionDep, service: ServiceDep, lat: Latitude = None, lon: Longitude = None
+) -> Response:
+    """A lot's (``/01/{gtin}/10/{lot}``) or a unit's (``/01/{gtin}/21/{serial}``) journey and its verification
+    against the chain (HTML; JSON with Accept: application/json). A unit's scan is recorded for its clone check,
+    as a parcel's is; a lot's code is shared by every tin of the lot, so its scans are not counted."""
+    return _scan(request, session, service, lat, lon)
 
 
 @router.get("/00/{rest:path}", response_class=HTMLResponse, summary="Scan a parcel (GS1 Digital Link)")
@@ -160,16 +175,18 @@ def scan_parcel(
     return _scan(request, session, service, lat, lon)
 
 
-@router.post("/claim/{rest:path}", summary="Confirm receipt of a delivered parcel (first scanner)")
+@router.post("/claim/{rest:path}", summary="Confirm receipt of a delivered parcel or unit (first scanner)")
 def claim_parcel(request: Request, session: SessionDep) -> Response:
-    """The first scanner of a delivered parcel confirms receipt; later scans by other devices then warn.
+    """The first scanner of a delivered parcel (or of a unit in it) confirms receipt; later scans by other
+    devices then warn.
 
     Needs the device cookie the scan page sets. A form post is answered with a redirect to the page,
     JSON with 201 (made), 200 (already this device's) or a 409 problem.
     """
-    lot, parcel, path = _resolve(session, _raw_path(request, "/claim"))
+    scanned = _resolve(session, _raw_path(request, "/claim"))
+    parcel, path = scanned.parcel, scanned.path
     if parcel is None:
-        raise InvalidInput("only a parcel's code can be claimed, not a lot's", pointer="/00")
+        raise InvalidInput("only a parcel's or a unit's code can be claimed, not a lot's", pointer="/10")
     if not request.cookies.get(DEVICE_COOKIE):
         raise InvalidInput(f"open the scan page first: a claim comes from the device that scanned {path}")
     device, _ = _device(request, session)
@@ -188,7 +205,7 @@ def claim_parcel(request: Request, session: SessionDep) -> Response:
     return JSONResponse(body, status_code=201 if new else 200)
 
 
-@router.get("/labels/{rest:path}", summary="Printable A4 label sheet of a lot's parcels (SVG)")
+@router.get("/labels/{rest:path}", summary="Printable A4 label sheet of a lot's parcels or a parcel's units (SVG)")
 def label_sheet(
     request: Request,
     actor: ActorDep,
@@ -197,39 +214,53 @@ def label_sheet(
     page: Annotated[int, Query(ge=1, description="Sheet number: 21 labels per A4 sheet")] = 1,
 ) -> Response:
     """``/labels/01/{gtin}/10/{lot}.svg``: the QR codes of the lot's parcels with GTIN, lot and SSCC under
-    each (admin, enterprise or warehouse); further sheets by ``?page=``, announced in a ``Link`` header."""
+    each; ``/labels/00/{sscc}.svg``: those of the parcel's serialised units with GTIN, serial and lot (admin,
+    enterprise or warehouse). Further sheets by ``?page=``, announced in a ``Link`` header."""
     if actor.role not in LABEL_ROLES:
         raise PermissionDenied(actor.name, actor.role, " or ".join(LABEL_ROLES))
     raw = _raw_path(request, "/labels")
     if not raw.endswith(".svg"):
-        raise InvalidInput("label sheets are SVG: /labels/01/{gtin}/10/{lot}.svg", pointer="/labels")
-    lot, parcel, _ = _resolve(session, raw.removesuffix(".svg"))
-    if parcel is not None:
-        raise InvalidInput("label sheets are made for a lot: /labels/01/{gtin}/10/{lot}.svg", pointer="/00")
-    sheet = labels.lot_sheet(session=session, lot=lot, public_url=service.settings.public_url or "", page=page)
-    headers = {"Content-Disposition": f'inline; filename="labels-{lot.gtin}-page{page}.svg"'}
+        raise InvalidInput(
+            "label sheets are SVG: /labels/01/{gtin}/10/{lot}.svg or /labels/00/{sscc}.svg", pointer="/labels"
+        )
+    scanned = _resolve(session, raw.removesuffix(".svg"))
+    public_url = service.settings.public_url or ""
+    if scanned.unit is not None:
+        raise InvalidInput("label sheets are made for a lot or a parcel, not a unit", pointer="/21")
+    if scanned.parcel is not None:
+        sheet = labels.parcel_units_sheet(
+            session=session, lot=scanned.lot, parcel=scanned.parcel, public_url=public_url, page=page
+        )
+        name = f"labels-{scanned.parcel.sscc}-page{page}.svg"
+    else:
+        sheet = labels.lot_sheet(session=session, lot=scanned.lot, public_url=public_url, page=page)
+        name = f"labels-{scanned.lot.gtin}-page{page}.svg"
+    headers = {"Content-Disposition": f'inline; filename="{name}"'}
     if sheet.pages > page:
         headers["Link"] = f'<{request.url.path}?page={page + 1}>; rel="next"'
     headers["X-Total-Pages"] = str(sheet.pages)
     return Response(sheet.svg, media_type="image/svg+xml", headers=headers)
 
 
-@router.get("/qr/{kind}/{rest:path}", summary="QR code of a lot or parcel")
+@router.get("/qr/{kind}/{rest:path}", summary="QR code of a lot, parcel or unit")
 def qr_code(kind: str, request: Request, session: SessionDep, service: ServiceDep) -> Response:
-    """The QR code (png or svg) that encodes the Digital Link URL of a lot or parcel."""
+    """The QR code (png or svg) that encodes the Digital Link URL of a lot, parcel or unit."""
     if kind not in ("png", "svg"):
         raise InvalidInput("must be png or svg", pointer="/kind")
-    _, _, path = _resolve(session, _raw_path(request, f"/qr/{kind}"))
-    url = (service.settings.public_url or "") + path
+    url = (service.settings.public_url or "") + _resolve(session, _raw_path(request, f"/qr/{kind}")).path
     if kind == "png":
         return Response(qr_png(url), media_type="image/png")
     return Response(qr_svg(url), media_type="image/svg+xml")
 
 
-@router.get("/proof/{rest:path}", summary="Proof bundle of a lot or parcel")
+@router.get("/proof/{rest:path}", summary="Proof bundle of a lot, parcel or unit")
 def proof(request: Request, session: SessionDep, service: ServiceDep) -> JSONResponse:
-    """The events of the lot's chain with their hashes and anchors, to check against any node."""
-    lot, _, path = _resolve(session, _raw_path(request, "/proof"))
-    return JSONResponse(
-        proof_bundle(session=session, registry=service.registry, chain_id=service.chain_id, lot=lot, path=path)
+    """The events of the lot's chain with their hashes and anchors, to check against any node; a unit's adds
+    ``unit``, the split event that packs it into its parcel."""
+    scanned = _resolve(session, _raw_path(request, "/proof"))
+    bundle = proof_bundle(
+        session=session, registry=service.registry, chain_id=service.chain_id, lot=scanned.lot, path=scanned.path
     )
+    if scanned.unit is not None and scanned.parcel is not None:
+        bundle["unit"] = unit_membership(session=session, unit=scanned.unit, parcel=scanned.parcel)
+    return JSONResponse(bundle)

@@ -1,4 +1,4 @@
-"""Printable A4 label sheets of a lot's parcels, and what the scan routes answer for units."""
+"""Printable A4 label sheets of a lot's parcels (a parcel's units: test_scan_units.py)."""
 
 from __future__ import annotations
 
@@ -55,10 +55,9 @@ def test_sheets_need_an_api_key_of_a_labelling_role(journey: Journey, problem: P
     problem(journey.api.get(_sheet_path(), journey.parties.payment), 403)
 
 
-def test_a_sheet_past_the_last_or_of_a_parcel_is_refused(journey: Journey, problem: ProblemCheck) -> None:
-    parcels = _split(journey, 1)
+def test_a_sheet_past_the_last_or_not_svg_is_refused(journey: Journey, problem: ProblemCheck) -> None:
+    _split(journey, 1)
     problem(journey.api.get(_sheet_path() + "?page=2", journey.parties.warehouse), 404)
-    problem(journey.api.get(f"/labels/00/{parcels[0]}.svg", journey.parties.warehouse), 400)
     problem(journey.api.get("/labels" + identifiers.lot_path(GTIN, LOT), journey.parties.warehouse), 400)
 
 
@@ -70,8 +69,3 @@ def test_the_svg_path_draws_exactly_the_dark_modules() -> None:
         for column in range(round(float(left)), round(float(left) + float(width))):
             drawn[round(float(top))][column] = True
     assert drawn == modules
-
-
-def test_a_unit_scan_is_404_with_a_clear_message(journey: Journey, problem: ProblemCheck) -> None:
-    body = problem(journey.api.get(f"/01/{GTIN}/21/SN-0001", headers={"Accept": "application/json"}), 404)
-    assert "units are not serialised yet" in body["detail"]

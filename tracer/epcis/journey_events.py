@@ -12,7 +12,8 @@ Choices, fixed because they are part of every hash (docs/epcis-mapping.md publis
   ``eventTimeZoneOffset`` is ``+00:00``.
 * Identifiers are GS1 Digital Link URIs on ``https://id.gs1.org`` (see :mod:`tracer.identifiers`): the
   lot is the ``epcClass`` of a ``quantityList`` entry (no ``uom``: the quantity counts trade items),
-  a parcel is an EPC (``https://id.gs1.org/00/{sscc}``).
+  a parcel is an EPC (``https://id.gs1.org/00/{sscc}``), a serialised unit one too
+  (``https://id.gs1.org/01/{gtin14}/21/{serial}``, among a split's ``childEPCs``).
 * bizStep and disposition are bare CBV 2.0 names (the EPCIS 2.0 context maps them to
   ``https://ref.gs1.org/cbv/BizStep-…``; the hash is the same either way).
 * Customs, order, payment, waybill and release numbers sit in ``bizTransactionList`` with our type
@@ -48,7 +49,7 @@ from tracer.epcis.vocabulary import (
     TRACER_PREFIX,
 )
 from tracer.exceptions import InvalidInput
-from tracer.identifiers import lot_class_uri, normalize_gtin, parcel_uri
+from tracer.identifiers import lot_class_uri, normalize_gtin, parcel_uri, unit_uri
 
 __all__ = [
     "InspectionOutcome",
@@ -182,6 +183,14 @@ def _parcel(sscc: str) -> str:
         return parcel_uri(sscc)
     except InvalidInput as exc:
         raise InvalidInput(exc.message, pointer="/sscc") from exc
+
+
+def _unit(gtin: str, serial: str, index: int) -> str:
+    try:
+        return unit_uri(gtin, serial)
+    except InvalidInput as exc:
+        pointer = "/gtin" if exc.message.startswith("GTIN") else f"/serials/{index}"
+        raise InvalidInput(exc.message, pointer=pointer) from exc
 
 
 def _base(kind: str, event_time: datetime) -> Event:
@@ -340,16 +349,25 @@ def split_event(
     lot: str,
     sscc: str,
     quantity: int,
+    serials: Sequence[str] = (),
     read_point: str | None = None,
     biz_location: str | None = None,
 ) -> Event:
     """A parcel split off the lot (warehouse): AggregationEvent ADD, bizStep ``packing``, ``container_closed``.
 
-    ``parentID`` is the parcel, ``childQuantityList`` the lot and the quantity packed into it.
-    Raises InvalidInput naming the argument at fault.
+    ``parentID`` is the parcel, ``childQuantityList`` the lot and the quantity packed into it. ``serials``
+    (GS1 AI 21) name serialised units among that quantity: they become ``childEPCs``
+    (``https://id.gs1.org/01/{gtin14}/21/{serial}``, in the order given), so the event's hash covers them;
+    there are never more of them than ``quantity``. Raises InvalidInput naming the argument at fault.
     """
     event = _base("AggregationEvent", event_time)
     event["parentID"] = _parcel(sscc)
+    if isinstance(serials, (str, bytes)) or not isinstance(serials, Sequence):
+        raise InvalidInput("serials must be a list of serial numbers", pointer="/serials")
+    if serials:
+        if len(serials) > _quantity(quantity, "quantity"):
+            raise InvalidInput(f"{len(serials)} serials for a quantity of {quantity}", pointer="/serials")
+        event["childEPCs"] = [_unit(gtin, serial, index) for index, serial in enumerate(serials)]
     event["childQuantityList"] = [_quantity_element(gtin, lot, quantity)]
     event["action"] = "ADD"
     event["bizStep"] = "packing"

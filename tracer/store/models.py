@@ -89,6 +89,23 @@ class Parcel(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
 
 
+class Unit(SQLModel, table=True):
+    """A serialised trade item (GTIN + serial, GS1 AI 21) packed into a parcel when it was split off its lot.
+
+    Nothing per unit is on chain: the split event names the unit among its ``childEPCs``, so the unit is
+    covered by that event's hash and anchored with it. ``lot_pk`` is kept beside ``parcel_pk`` so that a
+    scan reaches the lot (and its recall) in one query.
+    """
+
+    __table_args__ = (UniqueConstraint("gtin", "serial"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    gtin: str = Field(max_length=14)
+    serial: str = Field(max_length=20)
+    parcel_pk: int = Field(foreign_key="parcel.id", index=True)
+    lot_pk: int = Field(foreign_key="lot.id", index=True)
+
+
 class Document(SQLModel, table=True):
     """One of the three documents of a parcel's order; ``public`` holds no personal data."""
 
