@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tracer import identifiers
 from tracer.chain.supervisor import free_port
 from tracer.config import PROJECT_ROOT
 
@@ -116,9 +117,13 @@ class Lot:
     keys: dict[str, str]
     lot_id: str
     parcels: list[str] = field(default_factory=list)
+    units: dict[str, list[str]] = field(default_factory=dict)  # each parcel's serials
 
     def scan_url(self, parcel: str) -> str:
         return f"{self.service.url}/00/{parcel}"
+
+    def unit_url(self, serial: str) -> str:
+        return self.service.url + identifiers.unit_path(GTIN, serial)
 
     def wait_anchored(self, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
@@ -161,7 +166,9 @@ def delivered_lot(service: RunningService, *, parcels: int = 2, delivered: int =
     service.call("POST", f"/lots/{lot.lot_id}/inspection", keys["customs"], {"result": "conformant"})
     service.call("POST", f"/lots/{lot.lot_id}/storage", keys["warehouse"], {"storage_location": SHELF})
     lot.parcels = [sscc() for _ in range(parcels)]
-    body = {"parcels": [{"sscc": code, "quantity": 2} for code in lot.parcels]}
+    # Two serialised tins a parcel; the "/" travels percent-encoded in the unit's link.
+    lot.units = {code: [f"SN-{run}-{index}/{tin}" for tin in (1, 2)] for index, code in enumerate(lot.parcels)}
+    body = {"parcels": [{"sscc": code, "quantity": 2, "units": lot.units[code]} for code in lot.parcels]}
     service.call("POST", f"/lots/{lot.lot_id}/parcels", keys["warehouse"], body)
     for code in lot.parcels[:delivered]:
         number = f"ORD-{code[-8:]}"

@@ -1,6 +1,6 @@
 """The scan page in a real Chromium on a phone-sized screen, against a real service and chain: what a
-consumer sees for an honest parcel (zh and en), a claimed and then copied code, a recall, records altered
-in the database, and the node down."""
+consumer sees for an honest parcel and for one tin's own code (zh and en), a claimed and then copied code,
+a recall, records altered in the database, and the node down."""
 
 from __future__ import annotations
 
@@ -79,6 +79,37 @@ def test_the_proof_saved_from_the_page_verifies_against_the_node_alone(
     result = subprocess.run(verify, capture_output=True, timeout=60, env={**service.env, "TRACER_RPC_URL": anvil})
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     assert result.stdout.decode().startswith("verified")
+
+
+def test_a_tins_own_code_reads_verified_in_chinese_then_english_and_its_proof_verifies(
+    phone: Page, service: RunningService, anvil: str, screenshots: Path, tmp_path: Path
+) -> None:
+    lot = delivered_lot(service)
+    serial = lot.units[lot.parcels[0]][1]
+    phone.goto(lot.unit_url(serial))
+    badge = phone.locator("[data-status]")
+    expect(badge).to_have_attribute("data-status", "verified")
+    expect(badge).to_contain_text("已通过区块链核验")
+    expect(phone.locator("[data-test=serial]")).to_have_text(serial)
+    expect(phone.locator("li[data-step=split]")).to_contain_text("分拨装入包裹")
+    expect(phone.locator("li.verified")).to_have_count(10)
+    expect(phone.get_by_role("button", name="确认已签收")).to_be_visible()
+    _shot(phone, screenshots, "scan-unit-zh")
+
+    phone.get_by_role("link", name="English").click()
+    expect(badge).to_contain_text("Verified on the blockchain")
+    expect(phone.locator("[data-test=claim]")).to_contain_text("Did you receive this item?")
+    _shot(phone, screenshots, "scan-unit-en")
+
+    with phone.expect_download() as download:
+        phone.locator("[data-test=proof]").click()
+    saved = tmp_path / "unit-proof.json"
+    download.value.save_as(saved)
+    assert json.loads(saved.read_text())["unit"]["serial"] == serial
+    registry = service.call("GET", "/healthz", expect=200)["registry"]
+    verify = [sys.executable, "-m", "tracer.cli", "verify", str(saved), "--rpc", anvil, "--registry", registry]
+    result = subprocess.run(verify, capture_output=True, timeout=60, env={**service.env, "TRACER_RPC_URL": anvil})
+    assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
 
 
 def test_a_claimed_code_scanned_by_another_phone_warns_of_a_copy(
