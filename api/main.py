@@ -7,7 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import observability, problems, ratelimit, security
+from api import hardening, observability, problems, ratelimit, security
 from api.routes import actors, audit, epcis, health, journey, scan
 from tracer import __version__
 from tracer.service import Service
@@ -35,6 +35,7 @@ def create_app(service: Service, *, run_writer: bool = True) -> FastAPI:
     )
     app.state.service = service
     problems.install(app)
+    hardening.install(app)  # inside observability: refused requests are logged and counted too
     ratelimit.install(app, service.settings)  # outside the request limits: a throttled client costs no parsing
     observability.install(app)
     security.install(app)

@@ -22,6 +22,7 @@ import bisect
 import csv
 import io
 import json
+import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -273,7 +274,7 @@ def lot_scope(value: str) -> Scope:
     """
     from tracer import identifiers
 
-    if value.startswith("0x") and len(value) == 66:
+    if re.fullmatch(r"0x[0-9a-fA-F]{64}", value):
         return Scope(lot_id=value.lower())
     gtin, sep, lot = value.partition("/")
     if not sep or not lot:

@@ -24,6 +24,7 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel import Session
 
 from tracer import identifiers, journey
+from tracer.config import Settings
 from tracer.epcis import event_hash
 from tracer.epcis import vocabulary as vocab
 from tracer.exceptions import DuplicateRecord, InvalidInput, TracerError
@@ -32,13 +33,18 @@ from tracer.lifecycle import InspectionResult, Step
 from tracer.store.models import Actor, CaptureJob, Lot
 
 ROLLBACK, PROCEED = "rollback", "proceed"
-#: Events per capture document; advertised in the ``GS1-EPCIS-Capture-Limit`` header.
-CAPTURE_LIMIT = 500
+#: Events per capture document unless the caller passes its setting (``TRACER_CAPTURE_LIMIT``); advertised
+#: in the ``GS1-EPCIS-Capture-Limit`` header.
+CAPTURE_LIMIT: int = Settings.model_fields["capture_limit"].default
 
 _OFFSET = re.compile(r"^[+-](0\d|1[0-4]):[0-5]\d$")
 _ABSOLUTE_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.\-]*:\S+$")
 _ACTIONS = frozenset({"ADD", "OBSERVE", "DELETE"})
 _WITH_ACTION = frozenset({"ObjectEvent", "AggregationEvent", "TransactionEvent", "AssociationEvent"})
+
+
+class CaptureTooLarge(InvalidInput):
+    """A capture document of more events than the capture limit (EPCIS 2.0: 413 Capture Payload Too Large)."""
 
 
 class CaptureRejected(TracerError):
@@ -74,7 +80,7 @@ def validate_document(document: Any, *, limit: int = CAPTURE_LIMIT) -> list[dict
     if not isinstance(events, list):
         raise InvalidInput("must be a list of events", pointer="/epcisBody/eventList")
     if len(events) > limit:
-        raise InvalidInput(f"{len(events)} events; at most {limit} per document", pointer="/epcisBody/eventList")
+        raise CaptureTooLarge(f"{len(events)} events; at most {limit} per document", pointer="/epcisBody/eventList")
     for index, event in enumerate(events):
         _validate_event(event, f"/epcisBody/eventList/{index}")
     return events

@@ -31,7 +31,9 @@ def audit(
     service: ServiceDep,
     session: SessionDep,
     lot: Annotated[str | None, Query(description="GTIN14/LOT or a 0x lot id")] = None,
-    enterprise: Annotated[str | None, Query(description="the enterprise's 0x address")] = None,
+    enterprise: Annotated[
+        str | None, Query(description="the enterprise's 0x address", pattern=r"^0x[0-9a-fA-F]{40}$")
+    ] = None,
     from_block: Annotated[int | None, Query(ge=0)] = None,
     to_block: Annotated[int | None, Query(ge=0)] = None,
     format: Annotated[Format, Query(description="json, csv (events) or html (the printable report)")] = Format.json,  # noqa: A002

@@ -303,7 +303,7 @@ def test_capture_advertises_its_limit_and_refuses_more(journey: Journey, problem
     response = _capture(journey.api, journey.parties.enterprise, declaration())
     limit = int(response.headers["GS1-EPCIS-Capture-Limit"])
     too_many = _capture(journey.api, journey.parties.enterprise, *[declaration()] * (limit + 1))
-    problem(too_many, 400, pointer="/epcisBody/eventList")
+    problem(too_many, 413, pointer="/epcisBody/eventList")
 
 
 def test_an_event_naming_no_lot_or_parcel_is_refused_by_name(journey: Journey, problem: ProblemCheck) -> None:

@@ -1,0 +1,176 @@
+"""Request limits: a body too large, too deeply nested, with too long a string or a control character in it is
+refused before any route reads it, and a capture document of too many events before any of them is applied.
+
+The size is taken from Content-Length before a byte is read and counted while the body streams in when there
+is none, so an oversized body is never held in memory whole (413). A JSON body is then parsed once here, by
+orjson, which bounds its own nesting, refuses invalid UTF-8 and lone surrogates, and never recurses in Python,
+and walked without recursion: nesting past ``max_json_depth``, a key or string past ``max_string_length`` or a
+C0 control character other than tab, line feed and carriage return is refused with the JSON pointer of the
+first offender (400). Python's own parser, which the routes use, would die of a RecursionError on a deep
+document, and PostgreSQL refuses NUL in text; neither ever sees one. The limits come from the settings
+(``TRACER_MAX_*``, ``TRACER_CAPTURE_LIMIT``) and are listed in docs/api.md, "Limits".
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api.problems import problem
+from tracer.capture import CaptureTooLarge
+from tracer.config import Settings
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one request may carry."""
+
+    max_body_bytes: int
+    max_depth: int
+    max_string_length: int
+
+    @classmethod
+    def of(cls, settings: Settings) -> Limits:
+        return cls(settings.max_body_bytes, settings.max_json_depth, settings.max_string_length)
+
+
+class _Refused(Exception):
+    def __init__(self, response: JSONResponse) -> None:
+        self.response = response
+
+
+def _too_large(limits: Limits, what: str) -> _Refused:
+    detail = f"{what}; at most {limits.max_body_bytes} bytes per request"
+    return _Refused(problem(413, "The request body is too large", detail, kind="payload-too-large"))
+
+
+def _invalid(pointer: str, message: str) -> _Refused:
+    errors = [{"pointer": pointer, "message": message}]
+    return _Refused(
+        problem(400, "The request body is refused", f"{pointer}: {message}", kind="invalid-input", errors=errors)
+    )
+
+
+def _pointer(parts: tuple[str | int, ...]) -> str:
+    return "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in parts)
+
+
+def _walk(document: Any) -> Iterator[tuple[Any, tuple[str | int, ...]]]:
+    """Every value and key of ``document`` with its path, breadth first and without recursion."""
+    queue: list[tuple[Any, tuple[str | int, ...]]] = [(document, ())]
+    while queue:
+        value, path = queue.pop()
+        yield value, path
+        if isinstance(value, dict):
+            for key, item in value.items():
+                yield key, (*path, key)
+                queue.append((item, (*path, key)))
+        elif isinstance(value, list):
+            queue.extend((item, (*path, index)) for index, item in enumerate(value))
+
+
+def check_json(body: bytes, limits: Limits) -> None:
+    """Raises _Refused naming the first part of a JSON ``body`` past the limits, or the parser's complaint."""
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _invalid("", f"the body is not JSON within {limits.max_depth} levels of nesting: {exc}") from exc
+    for value, path in _walk(document):
+        if len(path) > limits.max_depth:
+            raise _invalid(_pointer(path), f"nested deeper than {limits.max_depth} levels")
+        if isinstance(value, str):
+            if len(value) > limits.max_string_length:
+                raise _invalid(_pointer(path), f"{len(value)} characters; at most {limits.max_string_length}")
+            if _CONTROL.search(value):
+                raise _invalid(_pointer(path), "holds a control character")
+
+
+def _is_json(headers: Headers) -> bool:
+    media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    # No content type at all is read as JSON by the routes too.
+    return media_type in ("", "application/json") or media_type.endswith("+json")
+
+
+class RequestLimits:
+    """ASGI middleware enforcing ``Limits`` on every HTTP request's body."""
+
+    def __init__(self, app: ASGIApp, limits: Limits) -> None:
+        self.app = app
+        self.limits = limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = Headers(scope=scope)
+        try:
+            self._check_declared_size(headers)
+            body = await self._read_body(receive)
+            if body and _is_json(headers):
+                check_json(body, self.limits)
+        except _Refused as refused:
+            await refused.response(scope, receive, send)
+            return
+        await self.app(scope, _replay(body, receive), send)
+
+    def _check_declared_size(self, headers: Headers) -> None:
+        declared = headers.get("content-length")
+        if declared is None:
+            return
+        if not declared.isdigit():
+            raise _invalid("/Content-Length", "must be a number of bytes")
+        if int(declared) > self.limits.max_body_bytes:
+            raise _too_large(self.limits, f"Content-Length is {declared} bytes")
+
+    async def _read_body(self, receive: Receive) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break  # the client went away; the route sees an empty body and the server drops the answer
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limits.max_body_bytes:
+                raise _too_large(self.limits, f"the body passed {self.limits.max_body_bytes} bytes")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive that hands the route the body already read, then whatever the client sends next."""
+    delivered = False
+
+    async def replay() -> Message:
+        nonlocal delivered
+        if delivered:
+            return await receive()
+        delivered = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return replay
+
+
+def _capture_too_large(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CaptureTooLarge)
+    errors = [{"pointer": exc.pointer or "", "message": exc.message}]
+    return problem(413, "The capture document has too many events", str(exc), kind="payload-too-large", errors=errors)
+
+
+def install(app: FastAPI) -> None:
+    """Enforces the limits of the settings of ``app.state.service`` on ``app``."""
+    settings: Settings = app.state.service.settings
+    app.add_middleware(RequestLimits, limits=Limits.of(settings))
+    app.add_exception_handler(CaptureTooLarge, _capture_too_large)
