@@ -1,7 +1,8 @@
 """One journey through the HTTP API of a running tracer (``scripts/demo``).
 
 1,000 cans of infant formula from New Zealand: declared, entered into the bonded zone, inspected,
-stored, split into five parcels, three of them released against their three documents and delivered.
+stored, split into five parcels of two serialised tins each, three of them released against their three
+documents and delivered.
 Fresh actor names, lot number and SSCCs on every run. Progress goes to stderr; the last line of
 stdout is the scan URL of one delivered parcel.
 """
@@ -104,10 +105,18 @@ def main() -> int:
     api.call("POST", f"/lots/{lot}/inspection", keys["customs"], {"result": "conformant"})
     api.call("POST", f"/lots/{lot}/storage", keys["warehouse"], {"storage_location": SHELF})
     parcels = [_sscc() for _ in range(5)]
+    # Each parcel holds two tins with serial numbers of their own (GS1 AI 21), each a scannable unit.
+    units = {p: [f"S{run[2:].upper()}{index}{tin}" for tin in "AB"] for index, p in enumerate(parcels)}
     api.call(
-        "POST", f"/lots/{lot}/parcels", keys["warehouse"], {"parcels": [{"sscc": p, "quantity": 2} for p in parcels]}
+        "POST",
+        f"/lots/{lot}/parcels",
+        keys["warehouse"],
+        {"parcels": [{"sscc": p, "quantity": 2, "units": units[p]} for p in parcels]},
     )
-    console.print(f"[bold]demo[/bold] lot {lot_number}: declared, entered, inspected, stored, split into 5 parcels")
+    console.print(
+        f"[bold]demo[/bold] lot {lot_number}: declared, entered, inspected, stored, split into 5 parcels "
+        "of 2 serialised tins"
+    )
 
     for parcel in parcels[:3]:
         order_number = f"ORD-{parcel[-8:]}"
@@ -152,6 +161,8 @@ def main() -> int:
     console.print(
         f"[bold]demo[/bold] verification: {scan['verification']['status']} ({scan['verification']['reason']})"
     )
+    tin = api.call("GET", f"/01/{GTIN}/21/{units[parcels[0]][0]}", None, expect=200)
+    console.print(f"[bold]demo[/bold] one tin of that parcel: {tin['id']} ({tin['verification']['status']})")
     print(scan["id"])
     return 0
 
