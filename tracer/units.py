@@ -87,3 +87,12 @@ def membership_problem(bundle: dict[str, Any]) -> str | None:
         if not isinstance(claimed, identifiers.ParcelRef) or claimed.sscc != event_parent(event):
             return f"{name}: event {unit['seq']} packs it into {event.get('parentID')}, not {claimed_parcel}"
     return None
+
+
+def membership_summary(bundle: dict[str, Any]) -> str | None:
+    """What a bundle's ``unit`` claim establishes once it holds and the events verify (for the verdict's
+    reason), or None when the bundle names no unit or the claim does not hold."""
+    unit = bundle.get("unit")
+    if unit is None or membership_problem(bundle) is not None:
+        return None
+    return f"unit {unit['gtin']}/{unit['serial']} is packed into parcel {unit.get('parcel')} by event {unit['seq']}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Protocol
@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from tracer.chain.client import ChainClient, RecordedEvent
 from tracer.epcis import event_hash, event_hash_bytes
 from tracer.exceptions import ChainUnavailable, InvalidInput, TracerError
-from tracer.units import membership_problem
+from tracer.units import membership_problem, membership_summary
 
 
 class Status(StrEnum):
@@ -200,6 +200,8 @@ def verify_bundle(bundle: dict[str, object], *, client: ChainClient) -> Verifica
         return Verification(
             Status.TAMPERED, "; ".join(problems), verdict.checked_at, verdict.events_checked, verdict.checks
         )
+    if (packed := membership_summary(bundle)) is not None:
+        return replace(verdict, reason=f"{verdict.reason}; {packed}")
     return verdict
 
 

@@ -187,6 +187,7 @@ def test_a_units_proof_is_its_parcels_plus_the_split_that_packs_it_and_verifies(
     }
     verdict = verify_bundle(bundle, client=_trusted(journey))
     assert verdict.status is Status.VERIFIED, verdict.reason
+    assert f"unit {GTIN}/S/0002 is packed into parcel https://id.gs1.org/00/{PARCEL} by event 4" in verdict.reason
 
 
 @pytest.mark.parametrize(
