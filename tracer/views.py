@@ -31,6 +31,7 @@ class ParcelPublic(BaseModel):
     index: int
     quantity: int
     state: str
+    units: list[str] = []  # serials of the serialised units packed into it, in the split's order
 
 
 class EventPublic(BaseModel):
@@ -65,6 +66,9 @@ class LotPublic(BaseModel):
 def lot_public(*, session: Session, lot: Lot) -> LotPublic:
     """The ledger view of ``lot``."""
     parcels = session.exec(select(Parcel).where(Parcel.lot_pk == lot.id).order_by(col(Parcel.index))).all()
+    serials: dict[int, list[str]] = {}
+    for unit in session.exec(select(Unit).where(Unit.lot_pk == lot.id).order_by(col(Unit.id))):
+        serials.setdefault(unit.parcel_pk, []).append(unit.serial)
     return LotPublic(
         lot_id=lot.lot_id,
         gtin=lot.gtin,
@@ -76,7 +80,12 @@ def lot_public(*, session: Session, lot: Lot) -> LotPublic:
         received_quantity=lot.received_quantity,
         split_quantity=lot.split_quantity,
         released_quantity=lot.released_quantity,
-        parcels=[ParcelPublic(sscc=p.sscc, index=p.index, quantity=p.quantity, state=p.state) for p in parcels],
+        parcels=[
+            ParcelPublic(
+                sscc=p.sscc, index=p.index, quantity=p.quantity, state=p.state, units=serials.get(p.id or 0, [])
+            )
+            for p in parcels
+        ],
         events=[
             EventPublic(
                 seq=e.seq,

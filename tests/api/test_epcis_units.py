@@ -59,6 +59,10 @@ def test_a_captured_split_records_units_named_by_digital_link_or_sgtin_urn(journ
     assert urn in split.payload and split.status == "anchored"  # kept as captured, hashed as captured
     scan = journey.api.get(identifiers.unit_path(GTIN, "S/0002"), headers={"Accept": "application/json"}).json()
     assert scan["product"]["sscc"] == PARCEL and scan["verification"]["status"] == "verified"
+    # A query by the unit's Digital Link finds the split that named it by its URN.
+    link = "https://id.gs1.org" + identifiers.unit_path(GTIN, "S/0002")
+    found = journey.api.get("/events", journey.parties.warehouse, params={"MATCH_anyEPC": link}).json()
+    assert [e["eventID"] for e in found["epcisBody"]["queryResults"]["resultsBody"]["eventList"]] == [split.event_hash]
 
 
 def test_a_captured_split_naming_a_unit_of_another_gtin_is_refused_by_position(

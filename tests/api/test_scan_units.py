@@ -64,6 +64,8 @@ def test_a_split_names_its_units_in_the_events_child_epcs_and_stores_them(journe
         units = session.exec(select(Unit).order_by(col(Unit.id))).all()
     assert [(u.gtin, u.serial) for u in units] == [(GTIN, s) for s in SERIALS]
     assert {u.parcel_pk for u in units} == {event.parcel_pk}
+    ledger = journey.api.get(f"/lots/{journey.lot_id}", journey.parties.warehouse).json()
+    assert [(p["sscc"], p["units"]) for p in ledger["parcels"]] == [(PARCEL, SERIALS)]
 
 
 def test_a_unit_scan_resolves_to_its_parcels_journey_verified(journey: Journey) -> None:
