@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import sys
+from collections.abc import Callable, Mapping
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,6 +20,7 @@ from tracer.chain.client import ChainClient
 from tracer.chain.indexer import Indexer
 from tracer.config import PROJECT_ROOT, Settings
 from tracer.exceptions import TracerError
+from tracer.keys import KeyStore
 from tracer.service import open_store, save_platform_key
 from tracer.store.database import get_meta
 from tracer.verify import Status, verify_bundle
@@ -48,44 +50,53 @@ def actor_add(
     settings = Settings()
     try:
         client = ChainClient.connect(settings.effective_rpc_url)
-        if not client.is_reachable():
-            _fail(f"the chain at {settings.effective_rpc_url} does not answer; start the service with scripts/run")
-        engine, keystore = open_store(settings)
-        with Session(engine) as session:
-            created = create_actor(session=session, keystore=keystore, name=name, role=role, address=address)
-            session.commit()
-            public = created.public()
+        reachable = client.is_reachable()
     except TracerError as exc:
         _fail(str(exc))
-    _print_json(public)
+    if not reachable:
+        _fail(f"the chain at {settings.effective_rpc_url} does not answer; start the service with scripts/run")
+
+    def add(session: Session, keystore: KeyStore) -> dict[str, str]:
+        created = create_actor(session=session, keystore=keystore, name=name, role=role, address=address)
+        session.commit()
+        return created.public()
+
+    _print_from_store(settings, add)
 
 
 @actor_app.command("rotate-key")
 def actor_rotate_key(name: Annotated[str, typer.Argument(help="the actor's name")]) -> None:
     """Give an actor a new API key and print it as JSON, like add; the old key stops working at once."""
     settings = Settings()
-    try:
-        engine, keystore = open_store(settings)
-        with Session(engine) as session:
-            rotated = rotate_api_key(session=session, keystore=keystore, name=name)
-            session.commit()
-            save_platform_key(settings.data_dir, rotated)
-            public = rotated.public()
-    except TracerError as exc:
-        _fail(str(exc))
-    _print_json(public)
+
+    def rotate(session: Session, keystore: KeyStore) -> dict[str, str]:
+        rotated = rotate_api_key(session=session, keystore=keystore, name=name)
+        session.commit()
+        save_platform_key(settings.data_dir, rotated)
+        return rotated.public()
+
+    _print_from_store(settings, rotate)
 
 
 @actor_app.command("revoke")
 def actor_revoke(name: Annotated[str, typer.Argument(help="the actor's name")]) -> None:
     """Revoke an actor: its API key stops working at once; the running service revokes its role on chain."""
-    settings = Settings()
+
+    def revoke(session: Session, _keystore: KeyStore) -> dict[str, object]:
+        actor = revoke_actor(session=session, name=name)
+        session.commit()
+        return revoked_public(actor)
+
+    _print_from_store(Settings(), revoke)
+
+
+def _print_from_store(settings: Settings, act: Callable[[Session, KeyStore], Mapping[str, object]]) -> None:
+    """Runs ``act`` on the configured store and prints what it returns as JSON; exits 1 with the message of a
+    TracerError."""
     try:
-        engine, _ = open_store(settings)
+        engine, keystore = open_store(settings)
         with Session(engine) as session:
-            actor = revoke_actor(session=session, name=name)
-            session.commit()
-            public = revoked_public(actor)
+            public = act(session, keystore)
     except TracerError as exc:
         _fail(str(exc))
     _print_json(public)
