@@ -342,11 +342,6 @@ def test_kill_9_of_the_node_mid_ingest_loses_and_duplicates_nothing(
     _kill_node_mid_ingest(tmp_path, node, postgres_url, per_document=120)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known bug, issue 4: on SQLite, events anchored from receipts of blocks the restored node lost are "
-    "sometimes left 'anchored' (not re-opened) or end 'rejected'; the PostgreSQL runs above pass",
-)
 def test_kill_9_of_the_node_mid_ingest_on_sqlite(tmp_path: Path, node: AnvilSupervisor) -> None:
     _kill_node_mid_ingest(tmp_path, node, f"sqlite:///{tmp_path / 'tracer.db'}", per_document=60)
 

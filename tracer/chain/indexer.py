@@ -87,10 +87,20 @@ class Indexer(Worker):
                 to_block = min(latest, cursor + CHUNK_BLOCKS)
                 recorded = self._client.recorded_events(from_block=cursor + 1, to_block=to_block)
                 tip_hash = "0x" + self._client.block_hash(to_block).hex()
-                self._ingest(session, recorded, report, after=cursor, to_block=to_block)
+                self._ingest(session, recorded, report)
                 session.add(IndexedBlock(number=to_block, hash=tip_hash))
                 set_meta(session, CURSOR_KEY, str(to_block))
                 session.exec(delete(IndexedBlock).where(col(IndexedBlock.number) < to_block - KEPT_BLOCKS))
+                cursor = to_block
+            session.flush()
+            # An anchor in a block the index has passed without reading its log was lost: the writer took it
+            # from the receipt of a block that a reorg or a node restored from an older state dropped, perhaps
+            # after this indexer had already read the new chain at that height. Back to the outbox.
+            for event in session.exec(
+                select(Event).where(col(Event.indexed).is_(False), Event.status == "anchored")
+            ).all():
+                if event.block_number is not None and event.block_number <= cursor:
+                    _reopen(session, event, report)
             session.commit()
         return report
 
@@ -149,11 +159,8 @@ class Indexer(Worker):
             _reopen(session, event, report)
         set_meta(session, CURSOR_KEY, str(ancestor))
 
-    def _ingest(
-        self, session: Session, recorded: list[RecordedEvent], report: IndexReport, *, after: int, to_block: int
-    ) -> None:
+    def _ingest(self, session: Session, recorded: list[RecordedEvent], report: IndexReport) -> None:
         lots = {lot.lot_id: lot.id for lot in session.exec(select(Lot))}
-        confirmed: set[int] = set()
         for entry in recorded:
             lot_id = "0x" + entry.lot_id.hex()
             block_hash = "0x" + entry.block_hash.hex()
@@ -187,27 +194,22 @@ class Indexer(Worker):
             if event_hash_bytes(event.event_hash) != entry.event_hash:
                 report.mismatched.append(f"{lot_id}/{entry.seq}")
                 continue
-            confirmed.add(event.id or 0)
-            if event.status != "anchored" or event.block_hash != block_hash or event.log_index != entry.log_index:
-                event.status, event.reason = "anchored", None
+            if (
+                event.status != "anchored"
+                or event.block_hash != block_hash
+                or event.log_index != entry.log_index
+                or not event.indexed
+            ):
+                event.status, event.reason, event.indexed = "anchored", None, True
                 event.tx_hash, event.block_number = entry.tx_hash, entry.block_number
                 event.block_hash, event.log_index = block_hash, entry.log_index
                 session.add(event)
                 report.anchored += 1
-        # An event the writer anchored in this range that the chain did not log here was dropped by a
-        # reorg the indexer never saw (it happened above its cursor): back to the outbox.
-        for event in session.exec(
-            select(Event).where(
-                Event.status == "anchored", col(Event.block_number) > after, col(Event.block_number) <= to_block
-            )
-        ).all():
-            if event.id not in confirmed:
-                _reopen(session, event, report)
 
 
 def _reopen(session: Session, event: Event, report: IndexReport) -> None:
     log.warning("event %s (seq %d) is no longer on chain; it goes back to the outbox", event.event_hash, event.seq)
-    event.status, event.reason = "pending", None
+    event.status, event.reason, event.indexed = "pending", None, False
     event.tx_hash = event.block_hash = None
     event.block_number = event.log_index = None
     session.add(event)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, event, func
+from sqlalchemy import Engine, event, func, inspect
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, create_engine, select
 
@@ -46,8 +46,36 @@ def create_db_engine(url: str) -> Engine:
 
 
 def init_db(engine: Engine) -> None:
-    """Creates the tables that do not exist yet."""
+    """Creates the tables that do not exist yet, and the columns a newer version added to existing ones."""
     SQLModel.metadata.create_all(engine)
+    _add_missing_columns(engine)
+
+
+def _add_missing_columns(engine: Engine) -> None:
+    """``ALTER TABLE … ADD COLUMN`` for each model column an older database lacks.
+
+    New columns are always nullable or carry a server default, so adding them to a filled table is safe;
+    nothing is ever dropped or changed here (a data dir stays readable by the version that wrote it).
+    """
+    with engine.begin() as connection:
+        existing = inspect(connection)
+        tables = set(existing.get_table_names())
+        for table in SQLModel.metadata.sorted_tables:
+            if table.name not in tables:
+                continue
+            present = {column["name"] for column in existing.get_columns(table.name)}
+            for column in table.columns:
+                if column.name in present:
+                    continue
+                ddl = f"{column.name} {column.type.compile(dialect=engine.dialect)}"
+                if column.server_default is not None:
+                    default = column.server_default.arg  # type: ignore[attr-defined]
+                    ddl += f" DEFAULT {default.compile(dialect=engine.dialect)}"
+                    if not column.nullable:
+                        ddl += " NOT NULL"
+                connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+            for index in table.indexes:
+                index.create(connection, checkfirst=True)
 
 
 def get_meta(session: Session, key: str) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, Text, UniqueConstraint
+from sqlalchemy import Boolean, Column, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -160,6 +160,10 @@ class Event(SQLModel, table=True):
     block_number: int | None = None
     block_hash: str | None = Field(default=None, max_length=66)
     log_index: int | None = None
+    # True once the indexer read this anchor's log from the chain. The writer anchors from receipts; an
+    # anchor whose block the indexer has passed without seeing its log was lost (a node restored from an
+    # older state, a reorg above the index) and goes back to the outbox.
+    indexed: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false(), index=True))
     reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)
 
