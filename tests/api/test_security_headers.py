@@ -8,8 +8,11 @@ import re
 from html.parser import HTMLParser
 
 from api_support import GTIN, Api, Parties, declaration
+from hypothesis import given
+from hypothesis import strategies as st
 
 from api.routes.scan import templates
+from api.security import inline_blocks
 from tracer.identifiers import lot_path
 
 SCRIPT = "<script>alert('xss')</script>"
@@ -97,6 +100,15 @@ def test_the_docs_page_runs_only_its_cdn_script_and_its_hashed_inline_one(api: A
     hashes = {"'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'" for s in inline}
     assert set(policy["script-src"].split()) == {"https://cdn.jsdelivr.net"} | hashes
     assert policy["frame-ancestors"] == "'none'" and response.headers["x-frame-options"] == "DENY"
+
+
+_TEXT = st.text(alphabet=st.characters(blacklist_characters="<"), max_size=30)
+
+
+@given(pieces=st.lists(st.tuples(_TEXT, _TEXT, st.sampled_from(["", ' media="print"'])), max_size=5), tail=_TEXT)
+def test_inline_blocks_finds_exactly_the_style_elements(pieces: list[tuple[str, str, str]], tail: str) -> None:
+    page = "".join(f"{text}<style{attrs}>{css}</style>" for text, css, attrs in pieces) + tail + "<styles>x</styles>"
+    assert inline_blocks(page.encode(), b"style") == [css.encode() for _, css, _ in pieces]
 
 
 def test_every_page_template_is_autoescaped() -> None:
