@@ -62,9 +62,14 @@ def lock_down(data_dir: Path, secret_files: tuple[str, ...] = ()) -> None:
 
 
 def _tighten(path: Path, mode: int) -> None:
-    if path.stat().st_mode & 0o777 != mode:
-        log.warning("%s was mode %o; making it %o (owner only)", path, path.stat().st_mode & 0o777, mode)
-        path.chmod(mode)
+    was = path.stat().st_mode & 0o777
+    if was != mode:
+        try:
+            path.chmod(mode)
+        except PermissionError:  # another user's (a mounted volume): say so, but do not refuse to start
+            log.warning("%s is mode %o and not ours to change; make it %o (owner only)", path, was, mode)
+        else:
+            log.warning("%s was mode %o; made it %o (owner only)", path, was, mode)
 
 
 def resolve_passphrase(data_dir: Path, configured: str | None, *, production: bool = False) -> str:
