@@ -3,7 +3,10 @@ passphrase."""
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +14,7 @@ import pytest
 from sqlmodel import Session, select
 
 from tracer.actors import create_actor
-from tracer.config import Settings
+from tracer.config import PROJECT_ROOT, Settings
 from tracer.exceptions import ConfigurationError
 from tracer.service import ADMIN_KEY_FILE, _ensure_platform_actors, open_store
 from tracer.store.models import Actor
@@ -59,6 +62,20 @@ def test_production_without_a_passphrase_refuses_to_start_saying_what_to_set(tmp
         open_store(_settings(tmp_path / "data", env="production"))
     assert "production" in str(refused.value)
     assert not (tmp_path / "data" / "key-passphrase").exists()  # nothing generated
+
+
+def test_the_service_in_production_without_a_passphrase_exits_1_saying_what_to_set(tmp_path: Path) -> None:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("TRACER_")},
+        "TRACER_ENV": "production",
+        "TRACER_DATA_DIR": str(tmp_path / "data"),
+        "TRACER_RPC_URL": "http://127.0.0.1:9",
+    }
+    started = subprocess.run(
+        [sys.executable, "-m", "api"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert started.returncode == 1
+    assert "set TRACER_KEY_PASSPHRASE" in started.stdout + started.stderr
 
 
 def test_production_refuses_the_generated_development_passphrase_given_back(tmp_path: Path) -> None:
