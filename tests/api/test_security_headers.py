@@ -5,9 +5,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import re
+import xml.etree.ElementTree as ET
 from html.parser import HTMLParser
 
-from api_support import GTIN, Api, Parties, declaration
+from api_support import GTIN, SHELF, ZONE, Api, Journey, Parties, declaration, sscc
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -144,3 +145,22 @@ def test_a_lot_number_with_markup_is_escaped_in_the_auditors_html_report(api: Ap
     assert "img" not in page.tags and "onerror" not in page.attributes
     assert LOT_IMG in "".join(page.text)
     _assert_common_headers(response)
+
+
+def test_a_lot_number_with_markup_stays_text_in_its_label_sheet(journey: Journey) -> None:
+    api, parties = journey.api, journey.parties
+    assert journey.declare(lot=LOT_IMG).status_code == 202
+    for path, key, body in (
+        ("entry", parties.warehouse, {"counted_quantity": 1000, "biz_location": ZONE}),
+        ("inspection", parties.customs, {"result": "conformant"}),
+        ("storage", parties.warehouse, {"storage_location": SHELF}),
+    ):
+        assert api.post(f"/lots/{journey.lot_id}/{path}", key, body).status_code == 202
+    assert journey.split((sscc(7), 1)).status_code == 202
+    response = api.get("/labels" + lot_path(GTIN, LOT_IMG) + ".svg", parties.warehouse)
+    assert response.status_code == 200, response.text
+    root = ET.fromstring(response.content)  # well-formed: the quote and brackets were escaped
+    assert not [element for element in root.iter() if element.tag.endswith("img") or element.get("onerror")]
+    assert f"(10) {LOT_IMG}" in [element.text for element in root.iter("{http://www.w3.org/2000/svg}text")][1]
+    _assert_common_headers(response)
+    assert _policy(response)["style-src"].startswith("'sha256-")  # the sheet's own <style>, by hash
