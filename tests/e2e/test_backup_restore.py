@@ -68,6 +68,7 @@ def test_a_restored_backup_reindexes_and_audits_clean_and_the_service_runs_on_it
     try:
         registry = service.start()["registry"]
         scan_url = _demo(service)
+        events = service.scan(scan_url)["verification"]["events_checked"]
         # A hot backup: the service keeps running; pg_dump reads one consistent snapshot.
         backup = tmp_path / "tracer.dump"
         dump = _run(["pg_dump", "--format=custom", f"--schema={_schema(postgres_url)}", f"--file={backup}",
@@ -84,7 +85,7 @@ def test_a_restored_backup_reindexes_and_audits_clean_and_the_service_runs_on_it
     reindex = _run([*TRACER, "reindex"], env=on_restored)
     assert reindex.returncode == 0, reindex.stderr
     report = json.loads(reindex.stdout)
-    assert report["logs"] == 24  # the demo's journey: every event logged by the registry was read again
+    assert report["logs"] == events > 0  # the demo's journey: every event logged by the registry was read again
     assert report["reopened"] == report["mismatched"] == report["missing_from_database"] == []
 
     audit = _run([*TRACER, "audit", "--format", "json"], env=on_restored)
