@@ -9,7 +9,8 @@ media type the schema declares, match the declared body and headers, and a negat
 refused (400 for a bad check digit, 409 out of the journey's order): the schema cannot say everything.
 
 A longer run: ``TRACER_FUZZ_EXAMPLES=500 TRACER_FUZZ_SEED=$RANDOM .venv/bin/python -m pytest
-tests/api/test_fuzz_schema.py``. Each finding so far is a regular test in tests/api/test_hostile_documents.py.
+tests/api/test_fuzz_schema.py``. Each finding is kept as a plain test in tests/api/test_fuzz_findings.py, and
+planted faults (a crash, a key not checked, a declared bound not enforced) show the fuzzing finds its kinds.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
 import schemathesis
 from api_support import Api, Parties
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
@@ -98,3 +101,56 @@ def _fuzz(operation: Any, mode: GenerationMode, headers: dict[str, str]) -> None
         case.call_and_validate(headers=sent, excluded_checks=[positive_data_acceptance])
 
     exercise()
+
+
+# -- the fuzzing is no formality: planted faults of each kind it is there for are found -------------------
+
+_bearer = HTTPBearer(auto_error=False)
+
+
+def _crashes() -> dict[str, str]:
+    raise RuntimeError("planted fault")
+
+
+def _ignores_its_key(_credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> dict[str, str]:
+    return {"served": "to anyone"}
+
+
+def _ignores_its_limit(request: Request) -> dict[str, str]:
+    return {"perPage": request.query_params.get("perPage", "")}
+
+
+_PLANTED = {
+    "a 5xx": ("/planted/crash", _crashes, {}, "planted fault"),
+    "a key that is not checked": (
+        "/planted/unguarded",
+        _ignores_its_key,
+        {},
+        "API accepts requests without authentication",
+    ),
+    "a declared bound that is not enforced": (
+        "/planted/unbounded",
+        _ignores_its_limit,
+        {
+            "parameters": [
+                {"name": "perPage", "in": "query", "required": True, "schema": {"type": "integer", "minimum": 1}}
+            ]
+        },
+        "Schema-violating request accepted",
+    ),
+}
+
+
+@pytest.mark.parametrize("fault", list(_PLANTED))
+def test_a_planted_fault_is_found(fault: str, api: Api, parties: Parties) -> None:
+    path, endpoint, extra, finding = _PLANTED[fault]
+    app = api.http.app
+    app.add_api_route(path, endpoint, methods=["GET"], openapi_extra=extra)
+    app.openapi_schema = None
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    operation = schema.find_operation_by_label(f"GET {path}")
+    assert operation is not None
+    mode = GenerationMode.NEGATIVE if extra else GenerationMode.POSITIVE
+    with pytest.raises((Exception, BaseExceptionGroup)) as found:  # noqa: B017 - checked just below
+        _fuzz(operation, mode, {"Authorization": f"Bearer {parties.enterprise}"})
+    assert finding in str(found.value)
