@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Boolean, Column, Text, UniqueConstraint, false
+from sqlalchemy import Boolean, Column, Index, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -138,7 +138,8 @@ class PersonalDatum(SQLModel, table=True):
 class Event(SQLModel, table=True):
     """An accepted EPCIS event of a lot's chain, with its outbox state and chain anchor."""
 
-    __table_args__ = (UniqueConstraint("lot_pk", "seq"),)
+    # (status, block_number): the writer's and the metrics' look-ups by status, the newest anchored block.
+    __table_args__ = (UniqueConstraint("lot_pk", "seq"), Index("ix_event_status_block", "status", "block_number"))
 
     id: int | None = Field(default=None, primary_key=True)
     lot_pk: int = Field(foreign_key="lot.id", index=True)
