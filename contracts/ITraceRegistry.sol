@@ -12,6 +12,8 @@ pragma solidity 0.8.30;
  * - parcelId = keccak256(bytes("00" + sscc18))
  * - eventHash = the 32 digest bytes of the event's `ni:///sha-256;<hex>?ver=CBV2.0` hash
  * - head_0 = bytes32(0); head_{n+1} = keccak256(abi.encodePacked(head_n, eventHash_n))
+ * - a split batch's parcelsRoot: OpenZeppelin StandardMerkleTree root over leaves
+ *   (bytes32 parcelId, uint32 index, uint64 quantity), leaf = keccak256(bytes.concat(keccak256(abi.encode(...))))
  * - role ids: keccak256 of the role name ("enterprise", "warehouse", "customs", "carrier", "payment",
  *   "customs_admin"); the platform admin holds DEFAULT_ADMIN_ROLE (0x00).
  */
@@ -79,7 +81,8 @@ interface ITraceRegistry {
         Release,
         Delivery,
         Recall,
-        Observe
+        Observe,
+        SplitBatch
     }
 
     /// @notice How customs disposes of non-conformant goods.
@@ -113,7 +116,9 @@ interface ITraceRegistry {
 
     /// @notice One event of a signed batch (EIP-712 type `Op`). Field use per action:
     /// Declare: amount = declared quantity; Entry: amount = counted quantity; Inspection: amount = result;
-    /// Split: subject = parcel id, amount = quantity; Document: subject = parcel id, amount = kind,
+    /// Split: subject = parcel id, amount = quantity; SplitBatch (see {splitParcels}): subject = parcelsRoot,
+    /// amount = quantity, data = bytes32(number of parcels), eventHash = keccak256(abi.encodePacked(eventHashes))
+    /// with the event hashes passed in `recordSigned`'s `splitHashes`; Document: subject = parcel id, amount = kind,
     /// data = commitment; Release, Delivery: subject = parcel id; Observe: subject = one of the lot's parcels,
     /// or zero (or the lot id) for the lot itself.
     /// Unused fields are ignored (sign them as zero).
@@ -125,8 +130,8 @@ interface ITraceRegistry {
         bytes32 eventHash;
     }
 
-    /// @notice Consecutive events of one lot in a signed batch (EIP-712 type `LotOps`): op i takes sequence
-    /// number `seq + i`.
+    /// @notice Consecutive events of one lot in a signed batch (EIP-712 type `LotOps`): the first op takes
+    /// sequence number `seq`, each op one more, except a SplitBatch op, which takes one per parcel.
     struct LotOps {
         bytes32 lotId;
         uint64 seq;
@@ -195,6 +200,25 @@ interface ITraceRegistry {
         bytes32 eventHash,
         bytes32 head
     );
+
+    /// @notice Warehouse `author` split `eventHashes.length` parcels of `quantity` units in all off `lotId`: their
+    /// events take sequence numbers `firstSeq`, `firstSeq + 1`, ... and fold, in order, into the lot's head from
+    /// `priorHead` on; the parcels take indices `firstIndex`, `firstIndex + 1`, ...; `parcelsRoot` is the Merkle
+    /// root of their (parcelId, index, quantity) leaves. (The topics are those of {EventRecorded}.)
+    event ParcelsSplit(
+        bytes32 indexed lotId,
+        uint64 indexed firstSeq,
+        address indexed author,
+        uint32 firstIndex,
+        bytes32 parcelsRoot,
+        uint64 quantity,
+        bytes32 priorHead,
+        bytes32[] eventHashes
+    );
+
+    /// @notice A parcel of a split batch was proven under its root and now has a parcel record (no event of the
+    /// lot's chain: anyone may register a parcel the root holds).
+    event ParcelRegistered(bytes32 indexed lotId, bytes32 indexed parcelId, uint32 index, uint64 quantity);
 
     /// @notice Events of a re-sent signed batch that the lot's chain already holds (nothing was written again).
     event EventsAlreadyRecorded(bytes32 indexed lotId, uint64 seq, uint64 count);
@@ -271,6 +295,16 @@ interface ITraceRegistry {
     error TraceRegistryInvalidRange(uint40 hsFrom, uint40 hsTo, uint8 minCreditLevel);
     /// @notice No more low-risk range ids (at most 255).
     error TraceRegistryTooManyRanges();
+    /// @notice A split batch without parcels or with a zero root.
+    error TraceRegistryEmptySplit(bytes32 lotId);
+    /// @notice No split batch of the lot starts at `firstIndex` with `count` parcels.
+    error TraceRegistryUnknownSplit(bytes32 lotId, uint32 firstIndex, uint32 count);
+    /// @notice A parcel index outside the split batch it is claimed under.
+    error TraceRegistryIndexOutOfSplit(bytes32 lotId, uint32 index, uint32 firstIndex, uint32 count);
+    /// @notice A leaf (parcel, index, quantity) that the proof does not tie to the split batch's root.
+    error TraceRegistryInvalidProof(bytes32 lotId, bytes32 parcelId);
+    /// @notice A SplitBatch op whose event hashes (the next list of `splitHashes`) are not the signed ones.
+    error TraceRegistrySplitHashesMismatch(bytes32 lotId, uint64 seq);
 
     /// @notice Declares a new lot (enterprise). Its event is sequence 0.
     function declareLot(bytes32 lotId, uint64 declaredQuantity, bytes32 eventHash) external;
@@ -286,6 +320,31 @@ interface ITraceRegistry {
 
     /// @notice Splits a parcel of `quantity` units off a stored lot (warehouse).
     function splitParcel(bytes32 lotId, uint64 seq, bytes32 parcelId, uint64 quantity, bytes32 eventHash) external;
+
+    /// @notice Splits `eventHashes.length` parcels, `quantity` units in all, off a stored lot (warehouse): one
+    /// event per parcel (sequence numbers from `firstSeq` on, hashes folded into the head in order), indices from
+    /// the lot's parcel count on, and one {ParcelsSplit} log. Only `parcelsRoot` is stored: a parcel gets its
+    /// record, which its own later steps need, through {registerParcel}.
+    function splitParcels(
+        bytes32 lotId,
+        uint64 firstSeq,
+        bytes32 parcelsRoot,
+        uint64 quantity,
+        bytes32[] calldata eventHashes
+    ) external;
+
+    /// @notice Creates the record of a parcel of a split batch (anyone): the leaf (parcelId, index, quantity) is
+    /// checked with `proof` under the root of the lot's batch of `count` parcels from `firstIndex` on, and the
+    /// index must lie in that range. A parcel released by a manifest already reads as Released.
+    function registerParcel(
+        bytes32 lotId,
+        uint32 firstIndex,
+        uint32 count,
+        bytes32 parcelId,
+        uint32 index,
+        uint64 quantity,
+        bytes32[] calldata proof
+    ) external;
 
     /// @notice Attaches one of the three documents of a parcel's order, as a salted commitment
     /// (order: the lot's enterprise; payment: a payment institution; waybill: a carrier).
@@ -311,11 +370,14 @@ interface ITraceRegistry {
     /// A group already on chain (its `seq` below the lot's next one) is skipped when `priorHeads[g]` (the
     /// lot's head before the group, 0 before sequence 0) folds over its event hashes into the lot's current
     /// head; otherwise it reverts with {TraceRegistrySequenceMismatch}. `priorHeads` may be empty.
+    /// `splitHashes` holds the event hashes of the batch's SplitBatch ops, one list per op in batch order
+    /// (skipped groups' included); each must hash to its op's signed `eventHash`.
     /// @return recorded The number of events written (skipped groups not counted).
     function recordSigned(
         Batch calldata batch,
         bytes calldata signature,
-        bytes32[] calldata priorHeads
+        bytes32[] calldata priorHeads,
+        bytes32[][] calldata splitHashes
     ) external returns (uint256 recorded);
 
     /// @notice Records an observation (a WMS count, picking, a temperature log, a transit scan) on a lot's chain
@@ -369,7 +431,10 @@ interface ITraceRegistry {
     /// @notice A parcel (all zero for an unknown parcel).
     function getParcel(bytes32 parcelId) external view returns (Parcel memory);
 
-    /// @notice Whether the lot, or the lot a parcel was split from, is recalled.
+    /// @notice The root of the lot's split batch of `count` parcels from index `firstIndex` on (zero if none).
+    function splitRoot(bytes32 lotId, uint32 firstIndex, uint32 count) external view returns (bytes32);
+
+    /// @notice Whether the lot, or the lot a (registered) parcel was split from, is recalled.
     function isRecalled(bytes32 id) external view returns (bool);
 
     /// @notice The salted commitment of a parcel's document of `kind` (zero while none is attached).

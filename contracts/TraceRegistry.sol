@@ -11,7 +11,7 @@ import {ITraceRegistry} from "./ITraceRegistry.sol";
 
 /**
  * @title TraceRegistry
- * @notice Registry v2 of bonded-import goods lots: enforces the journey's state machine and quantity ledger
+ * @notice Registry v3 of bonded-import goods lots: enforces the journey's state machine and quantity ledger
  * (declared, received, split, released, destroyed, returned), keeps one hash chain per lot and records every
  * step as an {EventRecorded} log authored by the account that sent it, or that signed it (EIP-712 batches
  * relayed by any account), releases parcels by manifests (bitmaps and a Merkle root of release records) and
@@ -87,6 +87,14 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         uint8 documents;
     }
 
+    /// @dev What the groups of one signed batch share: the signer, whether its observer role was checked (once
+    /// per batch), and the next list of `splitHashes` (SplitBatch ops consume them in batch order).
+    struct SignedRun {
+        address signer;
+        bool observer;
+        uint256 nextList;
+    }
+
     mapping(bytes32 lotId => LotRecord) private _lots;
     mapping(bytes12 lotRef => bytes32 lotId) private _lotIds;
     mapping(bytes32 parcelId => ParcelRecord) private _parcels;
@@ -96,10 +104,13 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
     mapping(address enterprise => uint8 level) private _creditLevels;
     mapping(uint8 rangeId => LowRiskRange) private _lowRiskRanges;
     uint8 private _rangeCount;
+    /// @dev The root of each split batch, keyed by `_splitKey(firstIndex, count)`: the key binds the index range
+    /// that {registerParcel} enforces, the value is the one slot a batch writes.
+    mapping(bytes32 lotId => mapping(uint256 range => bytes32 root)) private _splitRoots;
 
     /// @param admin The platform admin (DEFAULT_ADMIN_ROLE).
     /// @param customsAdmin The customs admin (CUSTOMS_ADMIN_ROLE), the only grantor of CUSTOMS_ROLE.
-    constructor(address admin, address customsAdmin) EIP712("TraceRegistry", "2") {
+    constructor(address admin, address customsAdmin) EIP712("TraceRegistry", "3") {
         _grantRole(DEFAULT_ADMIN_ROLE, admin);
         _grantRole(CUSTOMS_ADMIN_ROLE, customsAdmin);
         _setRoleAdmin(CUSTOMS_ADMIN_ROLE, DEFAULT_ADMIN_ROLE);
@@ -148,6 +159,46 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
     }
 
     /// @inheritdoc ITraceRegistry
+    function splitParcels(
+        bytes32 lotId,
+        uint64 firstSeq,
+        bytes32 parcelsRoot,
+        uint64 quantity,
+        bytes32[] calldata eventHashes
+    ) external whenNotPaused {
+        _splitBatch(msg.sender, lotId, firstSeq, parcelsRoot, quantity, eventHashes);
+    }
+
+    /// @inheritdoc ITraceRegistry
+    function registerParcel(
+        bytes32 lotId,
+        uint32 firstIndex,
+        uint32 count,
+        bytes32 parcelId,
+        uint32 index,
+        uint64 quantity,
+        bytes32[] calldata proof
+    ) external whenNotPaused {
+        bytes32 root = _splitRoots[lotId][_splitKey(firstIndex, count)];
+        if (root == bytes32(0)) revert TraceRegistryUnknownSplit(lotId, firstIndex, count);
+        if (index < firstIndex || !(index - firstIndex < count)) {
+            revert TraceRegistryIndexOutOfSplit(lotId, index, firstIndex, count);
+        }
+        ParcelRecord storage parcel = _parcels[parcelId];
+        if (parcel.state != ParcelState.None) revert TraceRegistryParcelExists(parcelId);
+        if (quantity == 0) revert TraceRegistryZeroQuantity(parcelId);
+        bytes32 leaf = keccak256(bytes.concat(keccak256(abi.encode(parcelId, index, quantity))));
+        if (!MerkleProof.verifyCalldata(proof, root, leaf)) revert TraceRegistryInvalidProof(lotId, parcelId);
+
+        // A parcel a manifest released already reads as Released through the lot's bitmap (see {_parcelState}).
+        parcel.lotRef = bytes12(lotId);
+        parcel.state = ParcelState.Split;
+        parcel.index = index;
+        parcel.quantity = quantity;
+        emit ParcelRegistered(lotId, parcelId, index, quantity);
+    }
+
+    /// @inheritdoc ITraceRegistry
     function attachDocument(
         bytes32 parcelId,
         uint64 seq,
@@ -177,11 +228,11 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
     function recordSigned(
         Batch calldata batch,
         bytes calldata signature,
-        bytes32[] calldata priorHeads
+        bytes32[] calldata priorHeads,
+        bytes32[][] calldata splitHashes
     ) external whenNotPaused returns (uint256 recorded) {
         if (block.timestamp > batch.deadline) revert TraceRegistrySignatureExpired(batch.deadline, block.timestamp);
-        address signer = batch.signer;
-        bool observer = false; // the signer's observer role, checked once per batch
+        SignedRun memory run = SignedRun({signer: batch.signer, observer: false, nextList: 0});
         uint256 groups = batch.lots.length;
         bytes32[] memory groupHashes = new bytes32[](groups);
         // One pass hashes each group and applies it; the signature is checked after the pass and a bad one
@@ -189,26 +240,14 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         for (uint256 g = 0; g < groups; ++g) {
             LotOps calldata group = batch.lots[g];
             groupHashes[g] = _hashLotOps(group);
-            if (g < priorHeads.length && _isRecordedGroup(group, priorHeads[g])) {
-                emit EventsAlreadyRecorded(group.lotId, group.seq, uint64(group.ops.length));
-                continue;
+            bool resent = g < priorHeads.length;
+            bytes32 priorHead = resent ? priorHeads[g] : bytes32(0);
+            uint256 events = _recordGroup(run, group, resent, priorHead, splitHashes);
+            unchecked {
+                recorded += events; // bounded by the calldata a transaction can carry
             }
-            uint256 count = group.ops.length;
-            uint256 i = 0;
-            while (i < count) {
-                if (group.ops[i].action == uint8(Action.Observe)) {
-                    if (!observer) {
-                        _checkObserver(signer);
-                        observer = true;
-                    }
-                    i = _observeRun(signer, group, i);
-                } else {
-                    _apply(signer, group.lotId, group.seq + uint64(i), group.ops[i]);
-                    ++i;
-                }
-            }
-            recorded += count;
         }
+        address signer = run.signer;
         bytes32 structHash = keccak256(
             abi.encode(BATCH_TYPEHASH, signer, batch.deadline, keccak256(abi.encodePacked(groupHashes)))
         );
@@ -422,6 +461,11 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
     }
 
     /// @inheritdoc ITraceRegistry
+    function splitRoot(bytes32 lotId, uint32 firstIndex, uint32 count) external view returns (bytes32) {
+        return _splitRoots[lotId][_splitKey(firstIndex, count)];
+    }
+
+    /// @inheritdoc ITraceRegistry
     function verifyRelease(
         bytes32 root,
         ReleaseRecord calldata record,
@@ -565,6 +609,41 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         _append(author, lotId, lot, seq, Step.Split, parcelId, eventHash);
     }
 
+    /// @dev A batch of parcels off a stored lot: one root slot, the lot's counters and head written once, one log.
+    function _splitBatch(
+        address author,
+        bytes32 lotId,
+        uint64 firstSeq,
+        bytes32 parcelsRoot,
+        uint64 quantity,
+        bytes32[] calldata eventHashes
+    ) private {
+        _checkRole(WAREHOUSE_ROLE, author);
+        LotRecord storage lot = _existingLot(lotId);
+        _checkSeq(lotId, lot, firstSeq);
+        _checkLotState(lotId, lot, LotState.Stored, Step.Split);
+        if (lot.recalled) revert TraceRegistryLotRecalled(lotId);
+        uint256 count = eventHashes.length;
+        if (count == 0 || parcelsRoot == bytes32(0)) revert TraceRegistryEmptySplit(lotId);
+        if (quantity < count) revert TraceRegistryQuantityBelowParcels(lotId, quantity, count);
+        uint64 available = _unsplit(lot);
+        if (quantity > available) revert TraceRegistryOverSplit(lotId, quantity, available);
+
+        uint32 firstIndex = lot.parcelCount;
+        // Both casts are checked: a lot holds at most 2^32 - 1 parcels and events.
+        lot.parcelCount = firstIndex + uint32(count);
+        lot.splitQuantity += quantity;
+        lot.lastSeq += uint32(count);
+        _splitRoots[lotId][_splitKey(firstIndex, uint32(count))] = parcelsRoot;
+        bytes32 priorHead = lot.head;
+        bytes32 head = priorHead;
+        for (uint256 i = 0; i < count; ++i) {
+            head = keccak256(abi.encodePacked(head, eventHashes[i]));
+        }
+        lot.head = head;
+        emit ParcelsSplit(lotId, firstSeq, author, firstIndex, parcelsRoot, quantity, priorHead, eventHashes);
+    }
+
     /// @dev `expectedLot` is the lot a signed batch names (zero on the direct path).
     function _document(
         address author,
@@ -651,17 +730,22 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         }
     }
 
-    /// @dev Records the run of consecutive Observe operations of `group` that starts at `start`, with the checks
-    /// of {_observe}, reading the lot once and writing its sequence number and head once; returns the index
-    /// after the run. (The logs go out in the loop, before the two writes that conclude it: no call in between.)
+    /// @dev Records the run of consecutive Observe operations of `group` that starts at op `start` and sequence
+    /// number `seq`, with the checks of {_observe}, reading the lot once and writing its sequence number and head
+    /// once; returns the op index and sequence number after the run. (The logs go out in the loop, before the two
+    /// writes that conclude it: no call in between.)
     /// The signer's role is checked by the caller; a lot exists exactly when its head is not zero (the head is a
     /// keccak256 output from the declaration on), which spares reading the lot's first slot.
-    function _observeRun(address signer, LotOps calldata group, uint256 start) private returns (uint256 end) {
+    function _observeRun(
+        address signer,
+        LotOps calldata group,
+        uint256 start,
+        uint64 seq
+    ) private returns (uint256 end, uint64) {
         bytes32 lotId = group.lotId;
         LotRecord storage lot = _lots[lotId];
         bytes32 head = lot.head;
         if (head == bytes32(0)) revert TraceRegistryUnknownLot(lotId);
-        uint64 seq = group.seq + uint64(start);
         _checkSeq(lotId, lot, seq);
         uint256 count = group.ops.length;
         for (end = start; end < count; ++end) {
@@ -677,6 +761,86 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         }
         lot.lastSeq = uint32(seq - 1);
         lot.head = head;
+        return (end, seq);
+    }
+
+    /// @dev List `index` of `splitHashes`, checked against the SplitBatch op that signed it (its hash and length).
+    function _signedSplitHashes(
+        bytes32 lotId,
+        uint64 seq,
+        SignedOp calldata op,
+        bytes32[][] calldata splitHashes,
+        uint256 index
+    ) private pure returns (bytes32[] calldata hashes) {
+        if (!(index < splitHashes.length)) revert TraceRegistrySplitHashesMismatch(lotId, seq);
+        hashes = splitHashes[index];
+        if (keccak256(abi.encodePacked(hashes)) != op.eventHash || uint256(op.data) != hashes.length) {
+            revert TraceRegistrySplitHashesMismatch(lotId, seq);
+        }
+    }
+
+    /// @dev Records one group of a signed batch, or skips it when `resent` and the lot's chain already ends with it
+    /// (given the head before it, `priorHead`); returns the number of events written.
+    function _recordGroup(
+        SignedRun memory run,
+        LotOps calldata group,
+        bool resent,
+        bytes32 priorHead,
+        bytes32[][] calldata splitHashes
+    ) private returns (uint256) {
+        if (resent) {
+            (bool held, uint256 events, uint256 nextList) = _isRecordedGroup(
+                group,
+                priorHead,
+                splitHashes,
+                run.nextList
+            );
+            if (held) {
+                emit EventsAlreadyRecorded(group.lotId, group.seq, uint64(events));
+                run.nextList = nextList;
+                return 0;
+            }
+        }
+        uint256 count = group.ops.length;
+        uint64 first = group.seq;
+        uint64 seq = first;
+        uint256 i = 0;
+        while (i < count) {
+            SignedOp calldata op = group.ops[i];
+            if (op.action == uint8(Action.Observe)) {
+                if (!run.observer) {
+                    _checkObserver(run.signer);
+                    run.observer = true;
+                }
+                (i, seq) = _observeRun(run.signer, group, i, seq);
+                continue;
+            }
+            if (op.action == uint8(Action.SplitBatch)) {
+                seq += _signedSplit(run, group.lotId, seq, op, splitHashes);
+            } else {
+                _apply(run.signer, group.lotId, seq, op);
+                ++seq;
+            }
+            ++i;
+        }
+        unchecked {
+            return seq - first; // seq only grew from first
+        }
+    }
+
+    /// @dev A signed SplitBatch op with the next list of `splitHashes`; returns its number of events.
+    function _signedSplit(
+        SignedRun memory run,
+        bytes32 lotId,
+        uint64 seq,
+        SignedOp calldata op,
+        bytes32[][] calldata splitHashes
+    ) private returns (uint64) {
+        uint256 list = run.nextList;
+        run.nextList = list + 1;
+        bytes32[] calldata hashes = _signedSplitHashes(lotId, seq, op, splitHashes, list);
+        _splitBatch(run.signer, lotId, seq, op.subject, op.amount, hashes);
+        return uint64(hashes.length);
     }
 
     /// @dev Runs one signed operation as `signer`, exactly as the matching direct function would.
@@ -789,18 +953,54 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         return groupHash;
     }
 
-    /// @dev Whether a signed group is the recorded tail of its lot's chain, given the head before it.
-    function _isRecordedGroup(LotOps calldata group, bytes32 priorHead) private view returns (bool) {
+    /// @dev Whether a signed group is the recorded tail of its lot's chain, given the head before it (`head`); also
+    /// the number of events the group holds and the index of the `splitHashes` list after those its SplitBatch ops
+    /// use (from `list` on).
+    function _isRecordedGroup(
+        LotOps calldata group,
+        bytes32 head,
+        bytes32[][] calldata splitHashes,
+        uint256 list
+    ) private view returns (bool held, uint256 events, uint256 nextList) {
         LotRecord storage lot = _lots[group.lotId];
-        uint256 count = group.ops.length;
-        if (lot.state == LotState.None || count == 0 || uint256(group.seq) + count != uint256(lot.lastSeq) + 1) {
-            return false;
+        // A group that starts after the lot's last event cannot be on chain: no need to fold it.
+        if (lot.state == LotState.None || group.ops.length == 0 || group.seq > lot.lastSeq) return (false, 0, list);
+        for (uint256 i = 0; i < group.ops.length; ++i) {
+            SignedOp calldata op = group.ops[i];
+            if (op.action == uint8(Action.SplitBatch)) {
+                uint256 folded;
+                (head, folded) = _foldSignedSplit(head, group, events, op, splitHashes, list);
+                ++list;
+                events += folded;
+            } else {
+                head = keccak256(abi.encodePacked(head, op.eventHash));
+                ++events;
+            }
         }
-        bytes32 head = priorHead;
-        for (uint256 i = 0; i < count; ++i) {
-            head = keccak256(abi.encodePacked(head, group.ops[i].eventHash));
+        held = uint256(group.seq) + events == uint256(lot.lastSeq) + 1 && head == lot.head;
+        nextList = list;
+    }
+
+    /// @dev `head` folded over the event hashes of a signed SplitBatch op (op `events` of the group's events), the
+    /// list `index` of `splitHashes`; also their number.
+    function _foldSignedSplit(
+        bytes32 head,
+        LotOps calldata group,
+        uint256 events,
+        SignedOp calldata op,
+        bytes32[][] calldata splitHashes,
+        uint256 index
+    ) private pure returns (bytes32, uint256) {
+        bytes32[] calldata hashes = _signedSplitHashes(group.lotId, group.seq + uint64(events), op, splitHashes, index);
+        for (uint256 j = 0; j < hashes.length; ++j) {
+            head = keccak256(abi.encodePacked(head, hashes[j]));
         }
-        return head == lot.head;
+        return (head, hashes.length);
+    }
+
+    /// @dev The key of a split batch's root: its index range.
+    function _splitKey(uint32 firstIndex, uint32 count) private pure returns (uint256) {
+        return (uint256(firstIndex) << 32) | count;
     }
 
     function _existingLot(bytes32 lotId) private view returns (LotRecord storage lot) {

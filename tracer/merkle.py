@@ -22,6 +22,8 @@ from eth_utils.crypto import keccak
 #: The leaf types of a release record (``ITraceRegistry.ReleaseRecord``):
 #: parcelId, lotId, index, quantity, order, payment and waybill commitments.
 RELEASE_RECORD_TYPES: tuple[str, ...] = ("bytes32", "bytes32", "uint32", "uint64", "bytes32", "bytes32", "bytes32")
+#: The leaf types of a split batch's parcels (``splitParcels``' ``parcelsRoot``): parcelId, index, quantity.
+SPLIT_PARCEL_TYPES: tuple[str, ...] = ("bytes32", "uint32", "uint64")
 
 
 def leaf_hash(types: Sequence[str], value: Sequence[Any]) -> bytes:

@@ -12,8 +12,8 @@ from eth_utils import keccak
 from web3 import Web3
 
 from tracer.chain.compiler import RegistryArtifact
-from tracer.chain.typed_data import Action, LotOps, SignedOp, sign_batch
-from tracer.merkle import RELEASE_RECORD_TYPES, StandardMerkleTree
+from tracer.chain.typed_data import Action, LotOps, SignedOp, sign_batch, split_hashes
+from tracer.merkle import RELEASE_RECORD_TYPES, SPLIT_PARCEL_TYPES, StandardMerkleTree
 
 pytestmark = pytest.mark.ganache
 
@@ -67,7 +67,8 @@ def _signed(chain: SimpleNamespace, lots: list[LotOps], prior_heads: list[bytes]
     batch, signature = sign_batch(
         chain.signer, chain_id=chain.w3.eth.chain_id, registry=chain.registry.address, deadline=2**63, lots=lots
     )
-    return _send(chain, chain.registry.functions.recordSigned(batch, signature, prior_heads or []), chain.relayer)
+    call = chain.registry.functions.recordSigned(batch, signature, prior_heads or [], split_hashes(lots))
+    return _send(chain, call, chain.relayer)
 
 
 def test_signed_batch_is_authored_by_the_signer_on_ganache(chain):
@@ -87,16 +88,22 @@ def test_resent_signed_batch_is_recognised_on_ganache(chain):
     assert _seq(chain, lot) == 5
 
 
-def test_manifest_release_is_provable_on_ganache(chain):
+def test_split_batch_and_manifest_release_are_provable_on_ganache(chain):
     lot = _stored_lot(chain)
     parcels = [_fresh("parcel") for _ in range(4)]
-    ops = [SignedOp(Action.SPLIT, _fresh("e"), subject=p, amount=2) for p in parcels]
-    _signed(chain, [LotOps(lot, 4, ops)])
+    split_tree = StandardMerkleTree.of([(p, i, 2) for i, p in enumerate(parcels)], SPLIT_PARCEL_TYPES)
+    op = SignedOp.split_batch(split_tree.root, 8, [_fresh("e") for _ in parcels])
+    receipt = _signed(chain, [LotOps(lot, 4, [op])])
+    (split,) = chain.registry.events.ParcelsSplit().process_receipt(receipt)
+    assert (split.args.firstSeq, split.args.author, len(split.args.eventHashes)) == (4, chain.signer.address, 4)
     records = [(p, lot, i, 2, _fresh("o"), _fresh("p"), _fresh("w")) for i, p in enumerate(parcels)]
     tree = StandardMerkleTree.of(records, RELEASE_RECORD_TYPES)
     entry = (lot, _seq(chain, lot), 8, 0, [0b1111], _fresh("e"))
     _send(chain, chain.registry.functions.releaseManifest(tree.root, [entry]), chain.customs)
     assert chain.registry.functions.getLot(lot).call()[6] == 8
+    register = chain.registry.functions.registerParcel(lot, 0, 4, parcels[2], 2, 2, split_tree.proof(2))
+    _send(chain, register, chain.relayer)
+    assert chain.registry.functions.getParcel(parcels[2]).call()[1] == 2  # Released, by the manifest's bitmap
     assert chain.registry.functions.verifyRelease(tree.root, records[2], tree.proof(2)).call()
 
 

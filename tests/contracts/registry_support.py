@@ -5,12 +5,15 @@ and a driver that sends journey steps with the right role and sequence number.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from eth_abi import decode
 from eth_utils import keccak, to_checksum_address
 from web3.contract import Contract
+
+from tracer.merkle import SPLIT_PARCEL_TYPES, StandardMerkleTree
 
 ROLE_NAMES = ("enterprise", "warehouse", "customs", "carrier", "payment", "customs_admin")
 
@@ -130,6 +133,44 @@ class Accounts:
     outsider: str
 
 
+@dataclass
+class SplitBatch:
+    """A batch of parcels split off a lot in one call: their leaves, tree, event hashes and where they start."""
+
+    lot: bytes
+    first_seq: int
+    first_index: int
+    parcels: list[tuple[bytes, int]]
+    hashes: list[bytes]
+    tree: StandardMerkleTree
+    receipt: Any = None
+
+    @classmethod
+    def of(cls, lot: bytes, first_seq: int, first_index: int, parcels: Sequence[tuple[bytes, int]]) -> SplitBatch:
+        leaves = [(parcel, first_index + i, quantity) for i, (parcel, quantity) in enumerate(parcels)]
+        tree = StandardMerkleTree.of(leaves, SPLIT_PARCEL_TYPES)
+        return cls(lot, first_seq, first_index, list(parcels), [fresh_hash() for _ in parcels], tree)
+
+    @property
+    def quantity(self) -> int:
+        return sum(quantity for _, quantity in self.parcels)
+
+    def call(self, registry: Contract) -> Any:
+        return registry.functions.splitParcels(self.lot, self.first_seq, self.tree.root, self.quantity, self.hashes)
+
+    def register_call(self, registry: Contract, position: int) -> Any:
+        parcel, quantity = self.parcels[position]
+        return registry.functions.registerParcel(
+            self.lot,
+            self.first_index,
+            len(self.parcels),
+            parcel,
+            self.first_index + position,
+            quantity,
+            self.tree.proof(position),
+        )
+
+
 class Driver:
     """Sends journey steps with the right role and the lot's next sequence number."""
 
@@ -163,6 +204,17 @@ class Driver:
     def split(self, lot: bytes, parcel: bytes, quantity: int = 10) -> Any:
         fn = self.registry.functions.splitParcel(lot, self.next_seq(lot), parcel, quantity, fresh_hash())
         return self.send(fn, self.accounts.warehouse)
+
+    def split_batch(self, lot: bytes, parcels: Sequence[tuple[bytes, int]]) -> SplitBatch:
+        """Splits ``parcels`` ((id, quantity) pairs) off ``lot`` in one ``splitParcels`` call."""
+        first_index = self.registry.functions.getLot(lot).call()[8]
+        batch = SplitBatch.of(lot, self.next_seq(lot), first_index, parcels)
+        batch.receipt = self.send(batch.call(self.registry), self.accounts.warehouse)
+        return batch
+
+    def register(self, batch: SplitBatch, position: int, *, sender: str | None = None) -> Any:
+        """Registers the parcel at ``position`` of ``batch`` with its proof (anyone may: the outsider by default)."""
+        return self.send(batch.register_call(self.registry, position), sender or self.accounts.outsider)
 
     def attach(self, parcel: bytes, kind: str, *, sender: str | None = None, commitment: bytes | None = None) -> Any:
         lot = self.registry.functions.getParcel(parcel).call()[0]

@@ -9,7 +9,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 
-from tracer.chain.typed_data import LotOps, sign_batch
+from tracer.chain.typed_data import LotOps, sign_batch, split_hashes
 
 FAR_DEADLINE = 2**63
 
@@ -28,16 +28,28 @@ class Relayer:
             actor, chain_id=self.registry.w3.eth.chain_id, registry=self.registry.address, deadline=deadline, lots=lots
         )
 
-    def call(self, batch: tuple[Any, ...], signature: bytes, prior_heads: Sequence[bytes] = ()) -> Any:
-        return self.registry.functions.recordSigned(batch, signature, list(prior_heads))
+    def call(
+        self,
+        batch: tuple[Any, ...],
+        signature: bytes,
+        prior_heads: Sequence[bytes] = (),
+        hashes: Sequence[Sequence[bytes]] = (),
+    ) -> Any:
+        return self.registry.functions.recordSigned(batch, signature, list(prior_heads), [list(h) for h in hashes])
 
-    def submit(self, batch: tuple[Any, ...], signature: bytes, prior_heads: Sequence[bytes] = ()) -> Any:
-        tx = self.call(batch, signature, prior_heads).transact({"from": self.sender})
+    def submit(
+        self,
+        batch: tuple[Any, ...],
+        signature: bytes,
+        prior_heads: Sequence[bytes] = (),
+        hashes: Sequence[Sequence[bytes]] = (),
+    ) -> Any:
+        tx = self.call(batch, signature, prior_heads, hashes).transact({"from": self.sender})
         return self.registry.w3.eth.wait_for_transaction_receipt(tx)
 
     def record(self, actor: LocalAccount, lots: Sequence[LotOps], **kwargs: Any) -> Any:
         batch, signature = self.sign(actor, lots, **kwargs)
-        return self.submit(batch, signature)
+        return self.submit(batch, signature, (), split_hashes(lots))
 
 
 def self_custody_actor(registry: Contract, admin: str, role: bytes, *, granter: str | None = None) -> LocalAccount:

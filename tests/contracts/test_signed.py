@@ -54,7 +54,7 @@ def test_type_hashes_match_the_documented_types(registry):
 
 def test_domain_names_the_registry_its_version_chain_and_address(registry):
     fields, name, version, chain_id, address, *_ = registry.functions.eip712Domain().call()
-    assert (fields, name, version) == (b"\x0f", "TraceRegistry", "2")
+    assert (fields, name, version) == (b"\x0f", "TraceRegistry", "3")
     assert (chain_id, address) == (registry.w3.eth.chain_id, registry.address)
 
 

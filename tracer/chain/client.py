@@ -19,7 +19,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
@@ -86,6 +86,7 @@ GAS_LIMITS: dict[str, int] = {
     "releaseParcel": 100_000,
     "recordDelivery": 65_000,
     "recall": 70_000,
+    "registerParcel": 85_000,  # ~61,000 with a 9-level proof (scripts/gas_report), ~550 more per level
     "grantRole": 70_000,
     "revokeRole": 50_000,
     "pause": 50_000,
@@ -147,7 +148,9 @@ class TransactionRejected(ChainError):
 
 @dataclass(frozen=True, slots=True)
 class RecordedEvent:
-    """One ``EventRecorded`` log of the registry: a journey step of a lot, where it sits on chain."""
+    """One recorded event of a lot's chain, where it sits on chain: an ``EventRecorded`` log, or one parcel's
+    event of a ``ParcelsSplit`` log (step Split, subject the batch's parcels root, the head folded from the log's
+    prior head; all the batch's events share the log's ``log_index`` and carry ``split_range``)."""
 
     lot_id: bytes
     seq: int
@@ -161,6 +164,15 @@ class RecordedEvent:
     block_number: int
     block_hash: bytes
     log_index: int
+    #: For an event of a split batch: (first index, number of parcels) of the batch, the key of its root on chain
+    #: (``splitRoot``), and the event's position in the batch; None and 0 for any other event.
+    split_range: tuple[int, int] | None = None
+    split_position: int = 0
+
+    @property
+    def parcel_index(self) -> int | None:
+        """The index in its lot of the parcel a split batch's event split off (None for other events)."""
+        return None if self.split_range is None else self.split_range[0] + self.split_position
 
 
 @dataclass(frozen=True, slots=True)
@@ -506,7 +518,7 @@ class ChainClient:
                 logs = self._w3.eth.get_logs(
                     {
                         "address": self.address,
-                        "topics": [self._event_topic().to_0x_hex(), *topics],
+                        "topics": [[t.to_0x_hex() for t in self._event_topics()], *topics],
                         "fromBlock": chunk_start,
                         "toBlock": chunk_end,
                     }
@@ -554,27 +566,35 @@ class ChainClient:
         components = fn.abi["outputs"][0].get("components", [])
         return {c["name"]: _plain(c["type"], v) for c, v in zip(components, value, strict=True)}
 
-    def _event_topic(self) -> HexBytes:
-        event = next(
-            (item for item in self.abi if item.get("type") == "event" and item.get("name") == "EventRecorded"), None
-        )
-        if event is None:
+    def _event_topics(self) -> tuple[HexBytes, ...]:
+        """The topics of ``EventRecorded`` and (registry v3 on) ``ParcelsSplit``, the logs of lots' events."""
+        events = {item.get("name"): item for item in self.abi if item.get("type") == "event"}
+        if "EventRecorded" not in events:
             raise ConfigurationError("the registry ABI has no EventRecorded event")
-        return HexBytes(event_abi_to_log_topic(event))  # type: ignore[arg-type]
+        return tuple(
+            HexBytes(event_abi_to_log_topic(events[name]))  # type: ignore[arg-type]
+            for name in ("EventRecorded", "ParcelsSplit")
+            if name in events
+        )
 
     def _decode_logs(self, logs: Sequence[Any]) -> Iterator[RecordedEvent]:
-        topic = self._event_topic()
+        recorded, *split = self._event_topics()
         address = self._address
         for log in logs:
             topics = log["topics"]
-            if log.get("removed") or not topics or HexBytes(topics[0]) != topic:
+            if log.get("removed") or not topics:
+                continue
+            topic = HexBytes(topics[0])
+            if topic != recorded and topic not in split:
                 continue
             if address is not None and to_checksum_address(log["address"]) != address:
                 continue
-            step, subject, event_hash, head = eth_abi.decode(
-                ["uint8", "bytes32", "bytes32", "bytes32"], bytes(HexBytes(log["data"]))
-            )
-            yield RecordedEvent(
+            data = bytes(HexBytes(log["data"]))
+            if topic != recorded:
+                step, subject, event_hash, head = _SPLIT_STEP, b"", b"", b""
+            else:
+                step, subject, event_hash, head = eth_abi.decode(["uint8", "bytes32", "bytes32", "bytes32"], data)
+            event = RecordedEvent(
                 lot_id=bytes(HexBytes(topics[1])),
                 seq=int.from_bytes(HexBytes(topics[2]), "big"),
                 author=to_checksum_address(HexBytes(topics[3])[-20:]),
@@ -588,6 +608,10 @@ class ChainClient:
                 block_hash=bytes(HexBytes(log["blockHash"])),
                 log_index=int(log["logIndex"]),
             )
+            if topic != recorded:
+                yield from split_events(event, data)
+            else:
+                yield event
 
     # -- internals: sending -------------------------------------------------------------------------
 
@@ -733,6 +757,29 @@ class ChainClient:
         except Exception:  # noqa: BLE001 - malformed revert data still deserves a readable error
             pass
         return ContractReverted("UnknownError", {"data": HexBytes(data).to_0x_hex()})
+
+
+#: The data of a ``ParcelsSplit`` log (its topics are those of ``EventRecorded``: lot id, first seq, author).
+PARCELS_SPLIT_DATA: tuple[str, ...] = ("uint32", "bytes32", "uint64", "bytes32", "bytes32[]")
+_SPLIT_STEP = STEP_NAMES.index("Split")
+
+
+def split_events(log: RecordedEvent, data: bytes) -> Iterator[RecordedEvent]:
+    """The events of one ``ParcelsSplit`` log with ``data``: one per parcel, sequence numbers from the log's
+    (``log.seq``) on, subject the parcels root, each head folded from the log's prior head
+    (``keccak256(head ‖ eventHash)``); ``log`` holds the log's lot id, author and place on chain."""
+    first_index, root, _quantity, head, hashes = eth_abi.decode(PARCELS_SPLIT_DATA, data)
+    for position, event_hash in enumerate(hashes):
+        head = keccak(head + event_hash)
+        yield replace(
+            log,
+            seq=log.seq + position,
+            subject=root,
+            event_hash=event_hash,
+            head=head,
+            split_range=(first_index, len(hashes)),
+            split_position=position,
+        )
 
 
 def _bytes32(value: bytes | str) -> bytes:

@@ -1,7 +1,9 @@
 """EIP-712 typed data of the registry's signed batches: what a self-custody actor signs.
 
 An actor that keeps its own key signs a ``Batch`` of its events (on one or many lots); any relayer submits
-it with ``recordSigned(batch, signature, priorHeads)`` and the registry records the signer as the author.
+it with ``recordSigned(batch, signature, priorHeads, splitHashes)`` and the registry records the signer as the
+author. A ``SplitBatch`` op stands for many split events: it signs the hash of their event hashes, and the hashes
+themselves travel in ``splitHashes`` (``split_hashes(lots)``), one list per such op in batch order.
 The types below are the registry's (``TraceRegistry.BATCH_TYPEHASH``); docs/contracts.md spells them out
 for independent clients (ethers ``signTypedData``, ``cast wallet sign --data``, eth-account).
 """
@@ -15,13 +17,14 @@ from typing import TYPE_CHECKING, Any
 
 from eth_account.messages import encode_typed_data
 from eth_utils.address import to_checksum_address
+from eth_utils.crypto import keccak
 
 if TYPE_CHECKING:
     from eth_account.signers.local import LocalAccount
 
 #: The EIP-712 domain's name and version; chainId and verifyingContract are the deployment's.
 DOMAIN_NAME = "TraceRegistry"
-DOMAIN_VERSION = "2"
+DOMAIN_VERSION = "3"
 
 #: The EIP-712 types of a signed batch (primary type ``Batch``).
 EIP712_TYPES: dict[str, list[dict[str, str]]] = {
@@ -60,6 +63,7 @@ class Action(IntEnum):
     DELIVERY = 7
     RECALL = 8
     OBSERVE = 9
+    SPLIT_BATCH = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,26 @@ class SignedOp:
     subject: bytes = _ZERO
     amount: int = 0
     data: bytes = _ZERO
+    #: A SplitBatch op's event hashes (its ``event_hash`` is their packed keccak); empty for other actions.
+    split_hashes: tuple[bytes, ...] = ()
+
+    @classmethod
+    def split_batch(cls, parcels_root: bytes, quantity: int, event_hashes: Sequence[bytes]) -> SignedOp:
+        """The SplitBatch op of parcels under ``parcels_root`` (``quantity`` units in all), one event each."""
+        hashes = tuple(bytes(h) for h in event_hashes)
+        return cls(
+            Action.SPLIT_BATCH,
+            keccak(b"".join(hashes)),
+            subject=parcels_root,
+            amount=quantity,
+            data=len(hashes).to_bytes(32, "big"),
+            split_hashes=hashes,
+        )
+
+    @property
+    def events(self) -> int:
+        """How many events of the lot's chain the op records (sequence numbers it takes)."""
+        return len(self.split_hashes) if self.action is Action.SPLIT_BATCH else 1
 
     def as_tuple(self) -> tuple[int, bytes, int, bytes, bytes]:
         """The ABI tuple ``(action, subject, amount, data, eventHash)``."""
@@ -79,7 +103,7 @@ class SignedOp:
 
 @dataclass(frozen=True, slots=True)
 class LotOps:
-    """Consecutive events of one lot: op ``i`` takes sequence number ``seq + i``."""
+    """Consecutive events of one lot from sequence number ``seq`` on: one per op, one per parcel of a SplitBatch."""
 
     lot_id: bytes
     seq: int
@@ -131,6 +155,11 @@ def typed_data(*, chain_id: int, registry: str, signer: str, deadline: int, lots
             ],
         },
     }
+
+
+def split_hashes(lots: Sequence[LotOps]) -> list[list[bytes]]:
+    """The ``splitHashes`` argument of ``recordSigned``: each SplitBatch op's event hashes, in batch order."""
+    return [list(op.split_hashes) for group in lots for op in group.ops if op.action is Action.SPLIT_BATCH]
 
 
 def sign_batch(

@@ -9,6 +9,11 @@ counts as anchored.
 
 Per lot, events go in sequence order: consecutive events of one sender share a round (their nonces keep
 the order), and an event of another sender waits for the round after.
+
+Consecutive split events of a lot go as one ``SplitBatch`` op (up to ``MAX_SPLIT_BATCH`` parcels): the chain
+keeps the root of their parcels' leaves, not a record per parcel. Before a parcel's first own step (a document,
+its release, its delivery, an observation of it) the relayer key registers the parcel with its Merkle proof
+(``registerParcel``), in the same nonce lane as the batch that needs it, so it lands first.
 """
 
 from __future__ import annotations
@@ -27,10 +32,11 @@ from sqlmodel import Session, col, select
 
 from tracer.chain import typed_data
 from tracer.chain.client import ChainClient, Receipt, ReceiptTimeout, RecordedEvent
+from tracer.chain.splits import SPLIT_FUNCTION, batch_parcels, split_tree
 from tracer.chain.worker import Worker
 from tracer.epcis import event_hash_bytes
 from tracer.exceptions import ContractReverted
-from tracer.store.models import Actor, ChainTask, Event, Lot
+from tracer.store.models import Actor, ChainTask, Event, Lot, Parcel
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +60,13 @@ BATCH_OP_GAS = {
     typed_data.Action.RECALL: 30_000,
     typed_data.Action.OBSERVE: 25_000,
 }
+#: Parcels per SplitBatch op, and its gas: a root slot and a log (~50,000), then ~1,300-1,900 per parcel.
+MAX_SPLIT_BATCH = 256
+SPLIT_BATCH_GAS = 60_000
+SPLIT_BATCH_PARCEL_GAS = 3_000
+#: Registry functions whose parcel (first argument) must have its record on chain.
+_PARCEL_STEPS = ("attachDocument", "releaseParcel", "recordDelivery")
+_ZERO32 = "0x" + "00" * 32
 
 
 @dataclass
@@ -61,10 +74,11 @@ class _Sent:
     """A transaction in flight and the row it anchors."""
 
     row_id: int
-    kind: str  # "event" | "task" | "batch"
+    kind: str  # "event" | "task" | "batch" | "register"
     tx_hash: str | None
     refused: ContractReverted | None = None  # the node refused it when it was sent
     batch: list[int] = field(default_factory=list)  # a batch's event rows
+    parcel: str | None = None  # the parcel a registration is for
 
 
 class Writer(Worker):
@@ -90,6 +104,8 @@ class Writer(Worker):
         self._confirmations = max(1, confirmations)
         # Events of a batch the registry refused go alone next time, so each gets its own verdict.
         self._solo: set[int] = set()
+        # Parcels whose record the chain holds (registered, or split by themselves): no registration needed.
+        self._registered: set[str] = set()
 
     # -- one round -----------------------------------------------------------------------------------------
 
@@ -179,11 +195,14 @@ class Writer(Worker):
 
     def _send_events(self, session: Session, blocked_actors: set[int]) -> list[_Sent]:
         runs = self._next_runs(session, blocked_actors)
-        sent: list[_Sent] = []
         nonces: dict[str, int] = {}
+        sent = self._register_parcels(session, runs, nonces)
+        registering = {item.parcel for item in sent}
         by_actor: dict[int, list[list[Event]]] = {}
         for run in runs:
             if any(event.id in self._solo for event in run):
+                if _parcel_named(run[0]) in registering:
+                    continue  # its own key is another nonce lane: it goes once the registration is mined
                 sent += self._send_alone(session, run[0], nonces)  # one at a time until the culprit is found
             else:
                 by_actor.setdefault(run[0].actor_id, []).append(run)
@@ -206,13 +225,20 @@ class Writer(Worker):
         ).all()
         runs: dict[int, list[Event]] = {}
         closed: set[int] = set()
+        split_in_run: set[str] = set()  # parcels a run splits: their own steps wait for their registration
         for event in pending:
             if event.lot_pk in closed:
                 continue
             run = runs.get(event.lot_pk)
-            if run is not None and (run[-1].actor_id != event.actor_id or run[-1].seq + 1 != event.seq):
+            if run is not None and (
+                run[-1].actor_id != event.actor_id
+                or run[-1].seq + 1 != event.seq
+                or _parcel_named(event) in split_in_run
+            ):
                 closed.add(event.lot_pk)
                 continue
+            if event.chain_function == SPLIT_FUNCTION:
+                split_in_run.add(_decode_args(event.chain_args)[2])
             if run is None:
                 actor = session.get(Actor, event.actor_id)
                 assert actor is not None
@@ -237,10 +263,10 @@ class Writer(Worker):
         for run in runs:
             lot = session.get(Lot, run[0].lot_pk)
             assert lot is not None
-            ops = [_signed_op(event) for event in run]
+            ops = _run_ops(session, run)
             groups.append(typed_data.LotOps(lot_id=bytes.fromhex(lot.lot_id[2:]), seq=run[0].seq, ops=ops))
             prior_heads.append(_head_before(session, lot, run[0].seq))
-            gas += sum(BATCH_OP_GAS[op.action] for op in ops)
+            gas += sum(_op_gas(op) for op in ops)
         batch, signature = typed_data.sign_batch(
             signer,
             chain_id=self._client.chain_id,
@@ -254,7 +280,7 @@ class Writer(Worker):
             tx_hash = self._client.send_call(
                 sender=self._deployer,
                 function="recordSigned",
-                args=[batch, signature, prior_heads],
+                args=[batch, signature, prior_heads, typed_data.split_hashes(groups)],
                 nonce=self._next_nonce(nonces, self._deployer),
                 gas=min(gas, MAX_BATCH_GAS),
             )
@@ -266,6 +292,71 @@ class Writer(Worker):
                 event.tx_hash = tx_hash
                 session.add(event)
         return _Sent(row_id=0, kind="batch", tx_hash=tx_hash, batch=rows)
+
+    def _register_parcels(self, session: Session, runs: list[list[Event]], nonces: dict[str, int]) -> list[_Sent]:
+        """Sends ``registerParcel`` (relayer key) for each parcel a run's event needs the record of and the chain
+        lacks; the batches sent after it in the same lane land after it."""
+        wanted: dict[str, int] = {}
+        for run in runs:
+            for event in run:
+                parcel_id = _parcel_named(event)
+                if parcel_id is not None and parcel_id not in self._registered:
+                    wanted.setdefault(parcel_id, event.lot_pk)
+        sent: list[_Sent] = []
+        for parcel_id, lot_pk in wanted.items():
+            args = self._registration(session, parcel_id, lot_pk)
+            if args is None:
+                continue
+            try:
+                tx_hash = self._client.send_call(
+                    sender=self._deployer,
+                    function="registerParcel",
+                    args=args,
+                    nonce=self._next_nonce(nonces, self._deployer),
+                )
+            except ContractReverted as refused:
+                nonces.pop(self._deployer.address, None)
+                log.warning("registering parcel %s was refused: %s", parcel_id, refused)
+                continue
+            sent.append(_Sent(row_id=0, kind="register", tx_hash=tx_hash, parcel=parcel_id))
+        return sent
+
+    def _registration(self, session: Session, parcel_id: str, lot_pk: int) -> list[Any] | None:
+        """The ``registerParcel`` arguments of a parcel split in a batch, with its proof rebuilt from the database
+        parcels of the batch's index range (read from the split's log); None when the chain has the record
+        already, or the split is not anchored (its own event then gets the chain's verdict)."""
+        parcel = session.exec(select(Parcel).where(Parcel.parcel_id == parcel_id)).first()
+        lot = session.get(Lot, lot_pk)
+        split = (
+            session.exec(
+                select(Event).where(
+                    Event.parcel_pk == parcel.id, Event.chain_function == SPLIT_FUNCTION, Event.status == "anchored"
+                )
+            ).first()
+            if parcel is not None
+            else None
+        )
+        session.commit()  # no transaction open while the node answers
+        if parcel is None or lot is None:
+            return None
+        if int(self._client.get_parcel(parcel_id)["state"]) != 0:
+            self._registered.add(parcel_id)
+            return None
+        if split is None or split.block_number is None:
+            return None
+        logged = self._client.lot_events(lot.lot_id, from_block=split.block_number, to_block=split.block_number)
+        recorded = next((r for r in logged if r.seq == split.seq), None)
+        if recorded is None or recorded.split_range is None:
+            return None
+        first_index, count = recorded.split_range
+        parcels = batch_parcels(session, lot_pk, first_index, count)
+        session.commit()
+        tree = split_tree(parcels) if len(parcels) == count else None
+        if tree is None or tree.root != recorded.subject:
+            log.warning("the database's parcels do not rebuild the split root of parcel %s: not registered", parcel_id)
+            return None
+        position = next(i for i, p in enumerate(parcels) if p.id == parcel.id)
+        return [lot.lot_id, first_index, count, parcel_id, parcel.index, parcel.quantity, tree.proof(position)]
 
     def _send_alone(self, session: Session, event: Event, nonces: dict[str, int]) -> list[_Sent]:
         """The event by itself, sent from its actor's own key through the registry's direct function."""
@@ -297,6 +388,9 @@ class Writer(Worker):
     # -- outcomes ------------------------------------------------------------------------------------------
 
     def _settle(self, item: _Sent) -> None:
+        if item.kind == "register":
+            self._settle_registration(item)
+            return
         receipt: Receipt | None = None
         outcome = item.refused
         if item.tx_hash is not None:
@@ -317,6 +411,19 @@ class Writer(Worker):
             else:
                 self._settle_event(session, item, receipt, outcome)
             session.commit()
+
+    def _settle_registration(self, item: _Sent) -> None:
+        assert item.tx_hash is not None and item.parcel is not None
+        try:
+            self._client.wait_receipt(item.tx_hash, timeout=RECEIPT_TIMEOUT_SECONDS)
+        except ContractReverted as refused:
+            # Another relayer may have registered it first; the next round reads the chain again.
+            log.warning("registering parcel %s failed: %s", item.parcel, refused)
+            return
+        except ReceiptTimeout:
+            log.warning("no receipt for the registration of parcel %s yet", item.parcel)
+            return
+        self._registered.add(item.parcel)
 
     def _wait_confirmations(self, block_number: int) -> None:
         while self._client.latest_block() - block_number + 1 < self._confirmations:
@@ -481,6 +588,54 @@ _ACTIONS = {
     "recall": typed_data.Action.RECALL,
     "recordObservation": typed_data.Action.OBSERVE,
 }
+
+
+def _parcel_named(event: Event) -> str | None:
+    """The parcel (0x id) whose on-chain record the event's step needs, if any."""
+    if event.chain_function in _PARCEL_STEPS:
+        return str(_decode_args(event.chain_args)[0])
+    if event.chain_function == "recordObservation":  # (lotId, seq, subject, hash): a parcel, or the lot itself
+        lot_id, _seq, subject, _hash = _decode_args(event.chain_args)
+        return None if subject in (_ZERO32, lot_id) else str(subject)
+    return None
+
+
+def _run_ops(session: Session, run: list[Event]) -> list[typed_data.SignedOp]:
+    """The batch ops of a run: one per event, except consecutive splits, which go as SplitBatch ops."""
+    ops: list[typed_data.SignedOp] = []
+    splits: list[Event] = []
+    for event in [*run, None]:
+        if event is not None and event.chain_function == SPLIT_FUNCTION and len(splits) < MAX_SPLIT_BATCH:
+            splits.append(event)
+            continue
+        if splits:
+            ops.append(_split_batch_op(session, splits))
+            splits = []
+        if event is not None and event.chain_function == SPLIT_FUNCTION:
+            splits.append(event)  # a full batch was just closed: this split opens the next one
+        elif event is not None:
+            ops.append(_signed_op(event))
+    return ops
+
+
+def _split_batch_op(session: Session, events: list[Event]) -> typed_data.SignedOp:
+    """The SplitBatch op of consecutive split events: their parcels' root, total quantity and event hashes."""
+    parcels = []
+    for event in events:
+        parcel_id = _decode_args(event.chain_args)[2]  # (lotId, seq, parcelId, quantity, hash)
+        parcel = session.exec(select(Parcel).where(Parcel.parcel_id == parcel_id)).one()
+        parcels.append(parcel)
+    return typed_data.SignedOp.split_batch(
+        split_tree(parcels).root,
+        sum(parcel.quantity for parcel in parcels),
+        [event_hash_bytes(event.event_hash) for event in events],
+    )
+
+
+def _op_gas(op: typed_data.SignedOp) -> int:
+    if op.action is typed_data.Action.SPLIT_BATCH:
+        return SPLIT_BATCH_GAS + SPLIT_BATCH_PARCEL_GAS * len(op.split_hashes)
+    return BATCH_OP_GAS[op.action]
 
 
 def _signed_op(event: Event) -> typed_data.SignedOp:
