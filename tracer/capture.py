@@ -318,39 +318,47 @@ def _object_step(read: _Reader, biz_step: str | None, btt: dict[str, str]) -> tu
 
 
 def interpret(event: dict[str, Any], *, prefixes: Mapping[str, str], at: str) -> tuple[Step, _Apply]:
-    """The journey step an event is, else an observation of the lot or parcel it names; InvalidInput when it
-    names none, or lacks a field its step needs."""
+    """The journey step an event is, else an observation of the lot, parcel or unit it names; InvalidInput when
+    it names none, or lacks a field its step needs."""
     step = _journey_step(event, prefixes=prefixes, at=at)
     if step is not None:
         return step
-    lot_ref, sscc = _observed_subject(_Reader(event, prefixes, at))
-    if lot_ref is None and sscc is None:
+    subject = _observed_subject(_Reader(event, prefixes, at))
+    if subject is None:
         raise InvalidInput(
-            "neither a step of the bonded-import journey (docs/epcis-mapping.md) nor an observation of a lot or "
-            "parcel: it names no lot class and no parcel",
+            "neither a step of the bonded-import journey (docs/epcis-mapping.md) nor an observation of a lot, "
+            "parcel or unit: it names no lot class and no parcel, nor a serialised unit",
             pointer=at,
         )
 
     def apply(session: Session, actor: Actor, captured: Captured) -> EventAccepted:
-        lot_id = _lot_id(lot_ref) if lot_ref else _lot_id_of_parcel(session, sscc or "")
+        sscc = None
+        if isinstance(subject, identifiers.LotRef):
+            lot_id = _lot_id(subject)
+        elif isinstance(subject, identifiers.ParcelRef):
+            sscc, lot_id = subject.sscc, _lot_id_of_parcel(session, subject.sscc)
+        else:  # a unit is observed on its parcel's place in the lot's chain
+            _, parcel, lot = journey.find_unit(session=session, gtin=subject.gtin, serial=subject.serial)
+            sscc, lot_id = parcel.sscc, lot.lot_id
         return journey.record_observation(session=session, actor=actor, lot_id=lot_id, sscc=sscc, captured=captured)
 
     return Step.OBSERVATION, apply
 
 
-def _observed_subject(read: _Reader) -> tuple[identifiers.LotRef | None, str | None]:
-    """The lot class or the parcel an observation names (the first found)."""
+def _observed_subject(read: _Reader) -> identifiers.LotRef | identifiers.ParcelRef | identifiers.UnitRef | None:
+    """What an observation names: the first lot class, else the first parcel, else the first unit."""
     for element in _elements(
         read.event, ("quantityList", "childQuantityList", "inputQuantityList", "outputQuantityList")
     ):
         ref = _try_parse(element.get("epcClass") if isinstance(element, dict) else None)
         if isinstance(ref, identifiers.LotRef):
-            return ref, None
-    for epc in _elements(read.event, ("parentID", "epcList", "childEPCs", "inputEPCList", "outputEPCList")):
-        ref = _try_parse(epc)
-        if isinstance(ref, identifiers.ParcelRef):
-            return None, ref.sscc
-    return None, None
+            return ref
+    refs = [
+        _try_parse(epc)
+        for epc in _elements(read.event, ("parentID", "epcList", "childEPCs", "inputEPCList", "outputEPCList"))
+    ]
+    parcel = next((ref for ref in refs if isinstance(ref, identifiers.ParcelRef)), None)
+    return parcel or next((ref for ref in refs if isinstance(ref, identifiers.UnitRef)), None)
 
 
 def _elements(event: dict[str, Any], names: tuple[str, ...]) -> list[Any]:

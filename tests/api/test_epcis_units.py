@@ -92,3 +92,28 @@ def test_a_captured_split_with_more_units_than_its_quantity_is_refused(journey: 
     epcs = ["https://id.gs1.org" + identifiers.unit_path(GTIN, f"S{i}") for i in range(3)]
     problem(_capture(journey, _document(*epcs, quantity=2)), 400)
     assert _units(journey) == []
+
+
+def test_an_observation_of_a_unit_is_anchored_on_its_parcel_and_shows_on_its_scan(
+    journey: Journey, problem: ProblemCheck
+) -> None:
+    journey.to_stored()
+    assert _capture(journey, _document("https://id.gs1.org" + identifiers.unit_path(GTIN, "S0001"))).status_code == 202
+    observed = {
+        "type": "ObjectEvent",
+        "eventTime": "2026-11-28T09:00:00.000+08:00",
+        "eventTimeZoneOffset": "+08:00",
+        "action": "OBSERVE",
+        "bizStep": "arriving",
+        "epcList": ["urn:epc:id:sgtin:9421902.096005.S0001"],
+    }
+    document = _document()
+    document["epcisBody"]["eventList"] = [observed]
+    assert _capture(journey, document).status_code == 202
+    journey.api.anchor()
+    scan = journey.api.get(identifiers.unit_path(GTIN, "S0001"), headers={"Accept": "application/json"}).json()
+    assert [e["step"] for e in scan["events"]][-2:] == ["split", "observation"]
+    assert scan["verification"]["status"] == "verified"
+    observed["epcList"] = ["urn:epc:id:sgtin:9421902.096005.S0002"]  # a serial nobody packed
+    observed["eventTime"] = "2026-11-28T10:00:00.000+08:00"
+    problem(_capture(journey, document), 404)
