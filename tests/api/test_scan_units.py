@@ -286,3 +286,22 @@ def test_an_unknown_unit_is_404(journey: Journey, problem: ProblemCheck) -> None
     _packed(journey)
     body = problem(journey.api.get(_unit("S9999"), headers=JSON), 404)
     assert "/21/S9999" in body["detail"]
+
+
+def test_a_serial_with_markup_characters_is_escaped_on_the_page_and_the_label_sheet(journey: Journey) -> None:
+    journey.to_stored()
+    serial = "<b>&\"'x"  # all in GS1 character set 82
+    assert _split(journey, (PARCEL, 1, [serial])).status_code == 202
+    journey.api.anchor()
+    page = journey.api.get(_unit(serial), headers={"Accept-Language": "en"})
+    assert page.status_code == 200 and "<b>&" not in page.text
+    assert '<dd data-test="serial">&lt;b&gt;&amp;&#34;&#39;x</dd>' in page.text
+    sheet = journey.api.get(f"/labels/00/{PARCEL}.svg", journey.parties.warehouse)
+    texts = [t.text for t in ET.fromstring(sheet.content).iter("{http://www.w3.org/2000/svg}text")]
+    assert texts[0] == f"(01) {GTIN} (21) {serial}"  # parsed back from well-formed XML
+
+
+def test_more_serials_than_a_parcel_may_name_is_400(journey: Journey, problem: ProblemCheck) -> None:
+    journey.to_stored()
+    units = [f"S{i}" for i in range(1001)]
+    problem(_split(journey, (PARCEL, 1001, units)), 400, "/parcels/0/units")
