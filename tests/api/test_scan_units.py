@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import xml.etree.ElementTree as ET
+from datetime import date, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from tracer import identifiers
 from tracer.chain.client import ChainClient
-from tracer.store.models import Event, Unit
+from tracer.store.models import Event, Lot, Unit
 from tracer.verify import Status, verify_bundle
 
 JSON = {"Accept": "application/json"}
@@ -305,3 +306,15 @@ def test_more_serials_than_a_parcel_may_name_is_400(journey: Journey, problem: P
     journey.to_stored()
     units = [f"S{i}" for i in range(1001)]
     problem(_split(journey, (PARCEL, 1001, units)), 400, "/parcels/0/units")
+
+
+def test_a_unit_of_a_lot_expiring_soon_warns_on_its_page(journey: Journey) -> None:
+    _packed(journey)
+    soon = (date.today() + timedelta(days=5)).isoformat()
+    with Session(journey.api.service.engine) as session:
+        lot = session.exec(select(Lot)).one()
+        lot.expiry = soon  # the lot's master data, as a declaration with that expiry would have stored it
+        session.add(lot)
+        session.commit()
+    page = journey.api.get(_unit(), headers={"Accept-Language": "en"}).text
+    assert 'data-test="expiry"' in page and f"Expires on {soon} (in 5 days)" in page
