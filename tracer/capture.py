@@ -90,7 +90,8 @@ def _validate_event(event: Any, at: str) -> None:
     if not isinstance(event, dict):
         raise InvalidInput("an event must be a JSON object", pointer=at)
     kind = event.get("type")
-    if kind not in vocab.EVENT_TYPES:
+    # Strings are checked as strings first: a list is no member of a set, it cannot even be looked up in one.
+    if not isinstance(kind, str) or kind not in vocab.EVENT_TYPES:
         raise InvalidInput(
             f"unknown event type {kind!r}; one of {', '.join(sorted(vocab.EVENT_TYPES))}", pointer=at + "/type"
         )
@@ -98,12 +99,14 @@ def _validate_event(event: Any, at: str) -> None:
     offset = event.get("eventTimeZoneOffset")
     if not isinstance(offset, str) or not _OFFSET.match(offset):
         raise InvalidInput("must be a time zone offset like +08:00", pointer=at + "/eventTimeZoneOffset")
-    if kind in _WITH_ACTION and event.get("action") not in _ACTIONS:
+    action = event.get("action")
+    if kind in _WITH_ACTION and not (isinstance(action, str) and action in _ACTIONS):
         raise InvalidInput("must be ADD, OBSERVE or DELETE", pointer=at + "/action")
     for name, check in (("bizStep", vocab.is_cbv_bizstep), ("disposition", vocab.is_cbv_disposition)):
         value = event.get(name)
         if value is not None and not check(value) and not (isinstance(value, str) and _is_uri(value)):
             raise InvalidInput(f"{value!r} is not a CBV 2.0 {name} nor an absolute URI", pointer=f"{at}/{name}")
+    _validate_shapes(event, at)
     for name in ("epcList", "childEPCs", "inputEPCList", "outputEPCList"):
         for position, epc in enumerate(event.get(name) or []):
             if not isinstance(epc, str) or not _is_uri(epc):
@@ -116,6 +119,42 @@ def _validate_event(event: Any, at: str) -> None:
             quantity = element.get("quantity")
             if quantity is not None and (isinstance(quantity, bool) or not isinstance(quantity, int | float)):
                 raise InvalidInput("must be a number", pointer=where + "/quantity")
+
+
+# The JSON shapes of the standard's fields that this service reads (EPCIS 2.0 JSON schema): a list where a list
+# belongs, an object with a URI "id" for a location, a URI for a parent. Without them a number where a list
+# belongs would reach the code that walks the list.
+_LIST_FIELDS = (
+    "epcList",
+    "childEPCs",
+    "inputEPCList",
+    "outputEPCList",
+    "quantityList",
+    "childQuantityList",
+    "inputQuantityList",
+    "outputQuantityList",
+    "bizTransactionList",
+    "sourceList",
+    "destinationList",
+    "sensorElementList",
+)
+
+
+def _validate_shapes(event: dict[str, Any], at: str) -> None:
+    for name in _LIST_FIELDS:
+        if name in event and not isinstance(event[name], list):
+            raise InvalidInput("must be a list", pointer=f"{at}/{name}")
+    for name in ("readPoint", "bizLocation"):
+        if name in event:
+            location = event[name]
+            if not isinstance(location, dict) or not isinstance(location.get("id"), str) or not _is_uri(location["id"]):
+                raise InvalidInput("must be an object whose id is a location URI", pointer=f"{at}/{name}")
+    parent = event.get("parentID")
+    if parent is not None and not (isinstance(parent, str) and _is_uri(parent)):
+        raise InvalidInput("must be an EPC URN or a Digital Link URI", pointer=f"{at}/parentID")
+    for position, entry in enumerate(event.get("bizTransactionList") or []):
+        if not isinstance(entry, dict) or not isinstance(entry.get("bizTransaction"), str):
+            raise InvalidInput("needs a bizTransaction URI", pointer=f"{at}/bizTransactionList/{position}")
 
 
 def _require_time(value: Any, pointer: str) -> None:

@@ -214,7 +214,9 @@ def _time(value: str, name: str) -> datetime:
 
 
 def _int(value: str, name: str, *, low: int, high: int) -> int:
-    if not value.isdigit() or not low <= int(value) <= high:
+    # ASCII digits only, and few of them: "²" is a digit to str.isdigit but not to int(), and int() refuses
+    # thousands of digits with a ValueError of its own.
+    if not (value.isascii() and value.isdigit() and len(value) <= 18) or not low <= int(value) <= high:
         raise InvalidInput(f"must be a whole number from {low} to {high}", pointer=f"/{name}")
     return int(value)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Any
 
 import pytest
 from api_support import GTIN, Api, ProblemCheck
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session, SQLModel
 
@@ -31,6 +34,9 @@ DEFAULTS = Settings()
 MB = 1024 * 1024
 #: Loose on purpose: a refusal takes milliseconds; seconds would mean the document was parsed or applied.
 REFUSED_WITHIN_SECONDS = 2.0
+# The capture fuzzing below shares the schema fuzzing's knobs (tests/api/test_fuzz_schema.py).
+EXAMPLES = int(os.environ.get("TRACER_FUZZ_EXAMPLES", "20"))
+SEED = int(os.environ.get("TRACER_FUZZ_SEED", "8"))
 
 
 def declaration(**changes: Any) -> dict[str, Any]:
@@ -340,3 +346,69 @@ def test_a_streamed_body_is_counted_and_refused_once_past_the_limit() -> None:
     status, read = asyncio.run(_answer_to(limits, [], _endless()))
     assert status == 413
     assert read == MB // 65_536 + 1  # the chunk that crossed the limit is the last one read
+
+
+# -- anything at all in the standard's fields ---------------------------------------------------------------
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=10,
+)
+_STANDARD_FIELDS = [
+    "readPoint",
+    "bizLocation",
+    "sensorElementList",
+    "ilmd",
+    "sourceList",
+    "destinationList",
+    "bizTransactionList",
+    "persistentDisposition",
+    "certificationInfo",
+    "errorDeclaration",
+    "epcList",
+    "quantityList",
+    "childQuantityList",
+    "parentID",
+    "childEPCs",
+    "eventID",
+    "recordTime",
+    "disposition",
+    "bizStep",
+    "action",
+    "tracer:productName",
+]
+_EVENT_TYPES = ["ObjectEvent", "AggregationEvent", "TransactionEvent", "TransformationEvent", "AssociationEvent"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_any_json_in_the_standard_fields_is_answered_without_a_5xx(api: Api) -> None:
+    """An event valid up to its type, time and zone, with anything in the other fields the standard names: a
+    4xx or a 202, never a 5xx (this found lists given as numbers, tests/api/test_fuzz_findings.py)."""
+    key = api.actor("warehouse-1", "warehouse")
+
+    @given(st.sampled_from(_EVENT_TYPES), st.dictionaries(st.sampled_from(_STANDARD_FIELDS), _json_values, max_size=4))
+    @seed(SEED)
+    @settings(
+        max_examples=5 * EXAMPLES,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    def capture(kind: str, fields: dict[str, Any]) -> None:
+        event = {
+            "type": kind,
+            "eventTime": "2026-11-27T08:00:00+08:00",
+            "eventTimeZoneOffset": "+08:00",
+            "action": "OBSERVE",
+            "quantityList": [{"epcClass": LOT_CLASS, "quantity": 1}],
+            **fields,
+        }
+        response, _ = _post(api, key, _encoded(document(event)))
+        assert response.status_code < 500, response.text
+
+    capture()
