@@ -105,8 +105,9 @@ LOTS_PER_FILTER = 200
 
 _ZERO32 = "0x" + "00" * 32
 _ROLE_BY_ID = {"0x" + role_id(name).hex(): name for name in ROLE_NAMES}
-# A signed batch's ``Action`` i records ``Step`` i (Declare → Declared … Observe → Observed).
-_SIGNED_ACTIONS = tuple(STEP_NAMES[action] for action in Action)
+# A signed batch's ``Action`` i records ``Step`` i (Declare → Declared … Observe → Observed); a SplitBatch op
+# records one Split per parcel.
+_SIGNED_ACTIONS = tuple("Split" if action is Action.SPLIT_BATCH else STEP_NAMES[action] for action in Action)
 
 Progress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``: called as a long audit advances (the CLI draws rich bars)."""
@@ -414,9 +415,12 @@ def reconcile_lot(
     *,
     label: str | None = None,
     stored: StoredLot | None = None,
+    registered: Mapping[str, int] | None = None,
 ) -> tuple[dict[str, Any], list[Finding]]:
     """The lot's quantities rebuilt from its logged steps, checked against the registry's ledger (and against
-    the operator's lot row when given). Returns the reconciliation row and its ``quantity_imbalance`` findings."""
+    the operator's lot row when given). ``registered`` holds the quantity of each parcel of a split batch that got
+    its record (``ParcelRegistered``): a batch logs only its total. Returns the reconciliation row and its
+    ``quantity_imbalance`` findings."""
     findings: list[Finding] = []
 
     def imbalance(event: int | None = None, **evidence: Any) -> None:
@@ -426,7 +430,7 @@ def reconcile_lot(
     inspected = non_conformant = split = released = destroyed = returned = 0
     parcels_split = parcels_released = 0
     unknown: set[str] = set()
-    split_parcels: dict[str, int] = {}
+    split_parcels: dict[str, int] = dict(registered or {})
     released_parcels: set[str] = set()
     result: str | None = None
     cleared_by_rule = recalled = False
@@ -580,12 +584,14 @@ def reconcile_lot(
     return row, findings
 
 
-def balance_series(events: Sequence[ChainEvent]) -> list[tuple[int | None, int, int]]:
+def balance_series(
+    events: Sequence[ChainEvent], registered: Mapping[str, int] | None = None
+) -> list[tuple[int | None, int, int]]:
     """The lot's bonded balance (received − released − destroyed − returned) after each step that changes it,
-    as ``(block time, block, balance)``, from the entry count on."""
+    as ``(block time, block, balance)``, from the entry count on (``registered`` as for ``reconcile_lot``)."""
     series: list[tuple[int | None, int, int]] = []
     balance = 0
-    split_parcels: dict[str, int] = {}
+    split_parcels: dict[str, int] = dict(registered or {})
     for event in sorted(events, key=lambda e: e.seq):
         quantity = event.quantity
         if event.step == "Split" and quantity is not None:
@@ -922,16 +928,22 @@ def _moved(name: str, args: Sequence[Any]) -> dict[tuple[str, int], _Moved]:
             for lot in args[1]
         }
     moved: dict[tuple[str, int], _Moved] = {}  # recordSigned
-    for lot_id, seq, ops in args[0][2]:
+    for lot_id, first_seq, ops in args[0][2]:
         lot = hx(lot_id)
-        for i, (action, _subject, amount, _data, _hash) in enumerate(ops):
+        seq = int(first_seq)
+        for action, _subject, amount, data, _hash in ops:
+            if action == Action.SPLIT_BATCH:
+                # One event per parcel; the batch's quantities come from its ParcelsSplit log.
+                seq += int.from_bytes(data, "big")
+                continue
             step = _SIGNED_ACTIONS[action] if action < len(_SIGNED_ACTIONS) else None
             if step in ("Declared", "Entered", "Split"):
-                moved[(lot, int(seq) + i)] = _Moved(quantity=int(amount))
+                moved[(lot, seq)] = _Moved(quantity=int(amount))
             elif step == "Inspected":
-                moved[(lot, int(seq) + i)] = _Moved(detail=_name(INSPECTION_RESULTS, amount))
+                moved[(lot, seq)] = _Moved(detail=_name(INSPECTION_RESULTS, amount))
             elif step == "DocumentAttached":
-                moved[(lot, int(seq) + i)] = _Moved(detail=_name(DOCUMENT_KINDS, amount))
+                moved[(lot, seq)] = _Moved(detail=_name(DOCUMENT_KINDS, amount))
+            seq += 1
     return moved
 
 
@@ -1118,6 +1130,8 @@ class _ChainView:
     roles: list[RoleChange]
     ledgers: dict[str, Ledger]
     code: bytes
+    #: Per lot, the quantity of each parcel of a split batch that was registered (``ParcelRegistered``).
+    registered: dict[str, dict[str, int]] = field(default_factory=dict)
 
 
 class _Registry:
@@ -1126,6 +1140,12 @@ class _Registry:
     def __init__(self, abi: Sequence[Mapping[str, Any]]) -> None:
         events = {item["name"]: item for item in abi if item.get("type") == "event"}
         self.recorded = "0x" + event_abi_to_log_topic(events["EventRecorded"]).hex()  # type: ignore[arg-type]
+        # Registry v3 on: split batches (one log for many Split events) and their parcels' records.
+        self.split = self.parcel_registered = ""
+        if "ParcelsSplit" in events:
+            self.split = "0x" + event_abi_to_log_topic(events["ParcelsSplit"]).hex()  # type: ignore[arg-type]
+            self.parcel_registered = "0x" + event_abi_to_log_topic(events["ParcelRegistered"]).hex()  # type: ignore[arg-type]
+        self.lot_topics = [self.recorded, self.split] if self.split else [self.recorded]
         self.granted = "0x" + event_abi_to_log_topic(events["RoleGranted"]).hex()  # type: ignore[arg-type]
         self.revoked = "0x" + event_abi_to_log_topic(events["RoleRevoked"]).hex()  # type: ignore[arg-type]
         functions = {item["name"]: item for item in abi if item.get("type") == "function"}
@@ -1158,6 +1178,9 @@ def read_chain(
         decoded = []
         for log in raw_logs:
             topics, data = log["topics"], log["data"]
+            if len(topics) == 4 and reg.split and topics[0].lower() == reg.split:
+                decoded += _split_events(log, author(topics[3].lower()))
+                continue
             if len(topics) != 4 or topics[0].lower() != reg.recorded or len(data) != 2 + 4 * 64:
                 continue
             step = int(data[2:66], 16)
@@ -1181,7 +1204,7 @@ def read_chain(
     def lot_logs(lot_ids: Sequence[str]) -> list[ChainEvent]:
         found: list[ChainEvent] = []
         for start in range(0, len(lot_ids), LOTS_PER_FILTER):
-            found += decode(reader.logs(registry, [reg.recorded, list(lot_ids[start : start + LOTS_PER_FILTER])],
+            found += decode(reader.logs(registry, [reg.lot_topics, list(lot_ids[start : start + LOTS_PER_FILTER])],
                                         deploy_block, to_block))  # fmt: skip
             progress("logs", min(start + LOTS_PER_FILTER, len(lot_ids)), len(lot_ids))
         return found
@@ -1196,11 +1219,17 @@ def read_chain(
         events = lot_logs(sorted({e.lot_id for e in declared}))
     else:
         start = max(scope.from_block or deploy_block, deploy_block)
-        events = decode(reader.logs(registry, [reg.recorded], start, to_block))
+        events = decode(reader.logs(registry, [reg.lot_topics], start, to_block))
         if start > deploy_block:  # lots touched in the range are audited over their whole history
             events = lot_logs(sorted({e.lot_id for e in events}))
     progress("logs", 1, 1)
     raw_roles = reader.logs(registry, [[reg.granted, reg.revoked]], deploy_block, to_block)
+    registered: dict[str, dict[str, int]] = defaultdict(dict)
+    split_lots = sorted({e.lot_id for e in events if e.step == "Split"})
+    for start in range(0, len(split_lots) if reg.parcel_registered else 0, LOTS_PER_FILTER):
+        chunk = split_lots[start : start + LOTS_PER_FILTER]
+        for log in reader.logs(registry, [reg.parcel_registered, chunk], deploy_block, to_block):
+            registered[log["topics"][1].lower()][log["topics"][2].lower()] = int(log["data"][66:130], 16)
     # Block times and calldata of every block that holds an event or a role change.
     numbers = sorted({e.block_number for e in events} | {log["blockNumber"] for log in raw_roles})
     blocks = reader.blocks(numbers, progress=progress)
@@ -1259,7 +1288,7 @@ def read_chain(
         )  # fmt: skip
     progress("ledgers", len(lot_ids), len(lot_ids))
     code = reader.code(registry, "latest")
-    return _ChainView(events=dict(by_lot), roles=roles, ledgers=ledgers, code=code)
+    return _ChainView(events=dict(by_lot), roles=roles, ledgers=ledgers, code=code, registered=dict(registered))
 
 
 # -- reading the operator's database ---------------------------------------------------------------------------
@@ -1383,13 +1412,14 @@ def run_audit(
         pending = database is not None and any(e.status != "anchored" for e in database.events.get(lot_id, ()))
         label = stored.label if stored else (scope.lot_label if lot_id == scope.lot_id else None)
         if events or ledger is not None:
+            registered = view.registered.get(lot_id)
             row, lot_findings = reconcile_lot(lot_id, events, ledger, label=label,
-                                              stored=None if pending else stored)  # fmt: skip
+                                              stored=None if pending else stored, registered=registered)  # fmt: skip
             reconciliation.append(row)
             findings += lot_findings
             findings += check_sequence(lot_id, events, ledger)
             findings += check_authors(events, timeline, enterprise=row["enterprise"])
-            balances[lot_id] = balance_series(events)
+            balances[lot_id] = balance_series(events, registered)
         if done % 1000 == 0:
             progress("reconcile", done, len(lot_ids))
     progress("reconcile", len(lot_ids), len(lot_ids))
@@ -1568,6 +1598,39 @@ def _label(report: AuditReport, lot_id: str) -> str | None:
 
 
 # -- small helpers --------------------------------------------------------------------------------------------
+
+
+def _split_events(log: Mapping[str, Any], author: str) -> list[ChainEvent]:
+    """The Split events of a ``ParcelsSplit`` log (hex data: firstIndex, parcelsRoot, quantity, priorHead, then
+    the event hashes): sequence numbers from its first on, heads folded from its prior head, subject the root;
+    the batch's quantity sits on its first event (the log does not split it per parcel)."""
+    topics, data = log["topics"], log["data"][2:]
+    words = [data[i : i + 64] for i in range(0, len(data), 64)]
+    if len(words) < 6 or len(words) != 6 + int(words[5], 16):
+        return []
+    root, quantity, head = "0x" + words[1], int(words[2], 16), "0x" + words[3]
+    first_seq = int(topics[2], 16)
+    events = []
+    for position, word in enumerate(words[6:]):
+        event_hash = "0x" + word
+        head = fold_head(head, event_hash)
+        events.append(
+            ChainEvent(
+                lot_id=topics[1].lower(),
+                seq=first_seq + position,
+                author=author,
+                step="Split",
+                subject=root,
+                event_hash=event_hash,
+                head=head,
+                tx_hash=log["transactionHash"].lower(),
+                block_number=log["blockNumber"],
+                block_hash=log["blockHash"].lower(),
+                log_index=log["logIndex"],
+                quantity=quantity if position == 0 else 0,
+            )
+        )
+    return events
 
 
 def _hex32(value: bytes) -> str:

@@ -164,9 +164,24 @@ def test_quantities_come_from_a_signed_batchs_calldata() -> None:
     ops = [(0, b"\0" * 32, 10, b"\0" * 32, b"\1" * 32), (1, b"\0" * 32, 9, b"\0" * 32, b"\2" * 32)]
     ops.append((2, b"\0" * 32, 1, b"\0" * 32, b"\3" * 32))
     data = function_abi_to_4byte_selector(function) + eth_abi.encode(
-        get_abi_input_types(function), [("0x" + "11" * 20, 2**63, [(lot, 0, ops)]), b"\0" * 65, []]
+        get_abi_input_types(function), [("0x" + "11" * 20, 2**63, [(lot, 0, ops)]), b"\0" * 65, [], []]
     )
     moved = CalldataDecoder(abi).decode(data)
     assert moved[(LOT, 0)].quantity == 10 and moved[(LOT, 1)].quantity == 9
     assert moved[(LOT, 2)].detail == "non_conformant"
     assert CalldataDecoder(abi).decode(b"\x12\x34\x56\x78") == {}
+
+
+def test_a_signed_split_batch_takes_one_sequence_number_per_parcel() -> None:
+    abi = load_artifact().abi
+    function = next(item for item in abi if item.get("name") == "recordSigned")
+    lot = bytes.fromhex(LOT[2:])
+    split = (10, b"\7" * 32, 6, (3).to_bytes(32, "big"), b"\1" * 32)  # SplitBatch of 3 parcels, 6 units
+    document = (5, b"\x08" * 32, 1, b"\0" * 32, b"\2" * 32)  # a payment document after it
+    data = function_abi_to_4byte_selector(function) + eth_abi.encode(
+        get_abi_input_types(function),
+        [("0x" + "11" * 20, 2**63, [(lot, 5, [split, document])]), b"\0" * 65, [], [[b"\3" * 32] * 3]],
+    )
+    moved = CalldataDecoder(abi).decode(data)
+    assert set(moved) == {(LOT, 8)}  # the split's quantities come from its log, not the calldata
+    assert moved[(LOT, 8)].detail == "payment"
