@@ -343,7 +343,7 @@ def test_a_declared_length_past_the_limit_is_refused_before_a_byte_is_read() -> 
 
 def test_a_streamed_body_is_counted_and_refused_once_past_the_limit() -> None:
     limits = Limits(max_body_bytes=MB, max_depth=32, max_string_length=2048)
-    status, read = asyncio.run(_answer_to(limits, [], _endless()))
+    status, read = asyncio.run(_answer_to(limits, [(b"transfer-encoding", b"chunked")], _endless()))
     assert status == 413
     assert read == MB // 65_536 + 1  # the chunk that crossed the limit is the last one read
 
@@ -412,3 +412,18 @@ def test_any_json_in_the_standard_fields_is_answered_without_a_5xx(api: Api) -> 
         assert response.status_code < 500, response.text
 
     capture()
+
+
+def test_a_request_framing_no_body_reaches_the_route_untouched() -> None:
+    limits = Limits(max_body_bytes=MB, max_depth=32, max_string_length=2048)
+    handed: list[Any] = []
+
+    async def receive() -> dict[str, Any]:
+        raise AssertionError("the middleware read a body the request does not have")
+
+    async def app(_scope: Any, route_receive: Any, _send: Any) -> None:
+        handed.append(route_receive)
+
+    scope = {"type": "http", "method": "GET", "path": "/00/095212340000000012", "headers": [], "query_string": b""}
+    asyncio.run(RequestLimits(app, limits)(scope, receive, receive))  # type: ignore[arg-type]
+    assert handed == [receive]
