@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from tracer.chain.client import ChainClient, RecordedEvent
 from tracer.epcis import event_hash, event_hash_bytes
 from tracer.exceptions import ChainUnavailable, InvalidInput, TracerError
+from tracer.merkle import SPLIT_PARCEL_TYPES, leaf_hash, process_proof
 from tracer.units import membership_problem, membership_summary
 
 
@@ -173,8 +174,9 @@ def verify_bundle(bundle: dict[str, object], *, client: ChainClient) -> Verifica
 
     Catches an edited event, a dropped or added one (per-lot sequence, and the hash chain the registry
     holds), an anchor that names another transaction, a bundle made against another registry or chain,
-    and a unit's bundle whose split event does not pack the unit. Raises InvalidInput when the bundle is
-    not one.
+    a unit's bundle whose split event does not pack the unit, and a split event's parcel leaf or Merkle proof
+    (``splitProof``) that does not lead to the root the registry logged for it. Raises InvalidInput when the
+    bundle is not one.
     """
     events, lot_id = _bundled_events(bundle)
     try:
@@ -190,6 +192,7 @@ def verify_bundle(bundle: dict[str, object], *, client: ChainClient) -> Verifica
         problems.insert(0, f"the bundle was made for chain {bundle.get('chain_id')}, not chain {chain_id}")
     if (membership := membership_problem(bundle)) is not None:
         problems.append(membership)  # a unit's bundle: the anchored split event must pack that unit
+    problems += split_proof_problems(bundle, recorded)
     logged_tx = {r.seq: r.tx_hash.lower() for r in recorded}
     for event in events:
         if event.claimed_tx and event.seq in logged_tx and event.claimed_tx.lower() != logged_tx[event.seq]:
@@ -203,6 +206,45 @@ def verify_bundle(bundle: dict[str, object], *, client: ChainClient) -> Verifica
     if (packed := membership_summary(bundle)) is not None:
         return replace(verdict, reason=f"{verdict.reason}; {packed}")
     return verdict
+
+
+def split_proof_problems(bundle: dict[str, object], recorded: Sequence[RecordedEvent]) -> list[str]:
+    """What is wrong with the ``splitProof`` of the bundle's split events (none when all hold): each names its
+    parcel's leaf ``{parcelId, index, quantity}`` and the proof of the leaf under ``merkleRoot``, which must be
+    the parcels root the registry logged for that event, the index the one the batch gave that event's parcel;
+    a parcel split by itself is logged under its own id (root = its leaf hash, empty proof)."""
+    logged = {r.seq: r for r in recorded}
+    problems = []
+    for item in bundle.get("events") or []:  # type: ignore[attr-defined]
+        split = item.get("splitProof") if isinstance(item, dict) else None
+        if split is None:
+            continue
+        seq = item.get("seq")
+        on_chain = logged.get(seq) if isinstance(seq, int) else None
+        if on_chain is None:
+            continue  # not on chain: compare_with_chain reports it
+        try:
+            leaf = split["leaf"]
+            parcel_id = bytes.fromhex(str(leaf["parcelId"]).removeprefix("0x"))
+            value = (parcel_id, int(leaf["index"]), int(leaf["quantity"]))
+            proof = [bytes.fromhex(str(node).removeprefix("0x")) for node in split["proof"]]
+            root = bytes.fromhex(str(split["merkleRoot"]).removeprefix("0x"))
+            reached = process_proof(leaf_hash(SPLIT_PARCEL_TYPES, value), proof)
+        except (KeyError, TypeError, ValueError) as exc:
+            problems.append(f"event {seq}'s split proof cannot be read ({exc})")
+            continue
+        expected_root = on_chain.subject if on_chain.split_range is not None else reached
+        if on_chain.step_name != "Split":
+            problems.append(f"event {seq} carries a split proof but the chain logged a {on_chain.step_name}")
+        elif reached != root or root != expected_root:
+            problems.append(f"event {seq}'s parcel leaf and proof do not lead to the split root the chain logged")
+        elif on_chain.split_range is None and (proof or parcel_id != on_chain.subject):
+            problems.append(f"event {seq}'s parcel is not the one the chain logged")
+        elif on_chain.parcel_index is not None and value[1] != on_chain.parcel_index:
+            problems.append(
+                f"event {seq}'s parcel index {value[1]} is not {on_chain.parcel_index}, its place in its batch"
+            )
+    return problems
 
 
 def _bundled_events(bundle: dict[str, object]) -> tuple[list[_BundledEvent], str]:

@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from tracer import identifiers
 from tracer.chain.client import ChainClient
+from tracer.chain.splits import bundle_proofs
 from tracer.exceptions import NotFound
 from tracer.journey import lot_events
 from tracer.lifecycle import ParcelState
@@ -235,7 +236,11 @@ def proof_bundle(*, session: Session, registry: str, chain_id: int, lot: Lot, pa
     its ``anchor`` as ``merkleRoot`` and ``proof`` (INTERFACES.md ``tracer:anchors``), added by ``anchor()``
     from the batch tables; ``tracer.verify.verify_bundle`` then checks the path up to the root the registry
     logged. Until then every event is anchored by its own log, and ``anchor()`` has no proof to add.
+
+    Each anchored split event carries ``splitProof``: its parcel's leaf and the leaf's proof under the parcels
+    root its split batch logged (``tracer.chain.splits.bundle_proofs``).
     """
+    split_proofs = bundle_proofs(session, lot)
     return {
         "format": "tracer-proof-bundle/1",
         "subject": path,
@@ -249,6 +254,7 @@ def proof_bundle(*, session: Session, registry: str, chain_id: int, lot: Lot, pa
                 "context": json.loads(e.context) if e.context else None,
                 "eventID": e.event_hash,
                 "anchor": anchor(e),
+                **({"splitProof": split_proofs[e.seq]} if e.seq in split_proofs else {}),
             }
             for e in lot_events(session=session, lot=lot)
         ],
