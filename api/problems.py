@@ -82,7 +82,7 @@ def _tracer_error(_request: Request, exc: Exception) -> JSONResponse:
         errors = [{"pointer": "", "message": message} for message in exc.problems]
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     doc = type(exc).__doc__
-    title = doc.strip().splitlines()[0] if doc else type(exc).__name__
+    title = getattr(exc, "title", None) or (doc.strip().splitlines()[0] if doc else type(exc).__name__)
     return problem(status, title, str(exc), kind=kind, errors=errors, headers=headers)
 
 
@@ -99,7 +99,7 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
         for err in exc.errors()
     ]
     detail = "; ".join(f"{e['pointer']}: {e['message']}" for e in errors)
-    return problem(400, "The request is malformed", detail, kind="invalid-input", errors=errors)
+    return problem(400, InvalidInput.title, detail, kind="invalid-input", errors=errors)
 
 
 def _http_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -50,6 +50,8 @@ class CaptureTooLarge(InvalidInput):
 class CaptureRejected(TracerError):
     """An event of a capture document broke a rule; ``cause`` says which, ``index`` which event."""
 
+    title = "An event of the capture document was refused"
+
     def __init__(self, index: int, cause: TracerError) -> None:
         self.index = index
         self.cause = cause

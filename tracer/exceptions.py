@@ -24,11 +24,14 @@ The API maps this tree to HTTP status codes in one place (``api/problems.py``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 
 class TracerError(Exception):
     """Base of every error raised by the tracer core."""
+
+    #: The short, user-facing title of a problem document of this kind; None: the docstring's first line.
+    title: ClassVar[str | None] = None
 
 
 class ConfigurationError(TracerError):
@@ -37,6 +40,8 @@ class ConfigurationError(TracerError):
 
 class InvalidInput(TracerError):
     """A field of a request is malformed; ``pointer`` is a JSON pointer to it."""
+
+    title = "The request is malformed"
 
     def __init__(self, message: str, *, pointer: str | None = None) -> None:
         self.pointer = pointer
@@ -117,6 +122,8 @@ class OverRelease(Conflict):
 class DocumentsMismatch(TracerError):
     """The order, payment and waybill of a parcel do not match; ``problems`` lists why."""
 
+    title = "The order, payment and waybill of the parcel do not match"
+
     def __init__(self, parcel: str, problems: list[str]) -> None:
         self.parcel = parcel
         self.problems = problems
@@ -138,6 +145,8 @@ class ChainUnavailable(ChainError):
 
 class ContractReverted(ChainError):
     """The registry refused a call with a custom error (``name``) and its decoded ``args``."""
+
+    title = "The registry refused the step"
 
     def __init__(self, name: str, args: dict[str, Any] | None = None) -> None:
         self.name = name
