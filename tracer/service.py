@@ -23,7 +23,7 @@ from tracer.chain.client import ChainClient
 from tracer.chain.compiler import load_artifact
 from tracer.chain.indexer import Indexer
 from tracer.chain.writer import Writer
-from tracer.config import Settings
+from tracer.config import DEV_DEPLOYER_KEY, Settings
 from tracer.exceptions import ConfigurationError
 from tracer.keys import KeyStore, lock_down, resolve_passphrase, write_secret_file
 from tracer.store.database import count, create_db_engine, get_meta, init_db, set_meta
@@ -76,6 +76,13 @@ def save_platform_key(data_dir: Path, created: NewActor) -> None:
 
 def open_service(settings: Settings, *, client: ChainClient | None = None) -> Service:
     """Opens (and on first start, creates) the service; raises ConfigurationError with what to do."""
+    if settings.production and not settings.embedded_chain and settings.deployer_key == DEV_DEPLOYER_KEY:
+        # Anvil's first development key is public: on a real node anyone could spend its funds or front-run
+        # the deployment it signs.
+        raise ConfigurationError(
+            "TRACER_ENV=production with a node given by URL needs a deployer key of its own: "
+            "set TRACER_DEPLOYER_KEY (the default is anvil's public development key)"
+        )
     engine, keystore = open_store(settings)
     client = client or ChainClient.connect(settings.effective_rpc_url)
     deployer: LocalAccount = Account.from_key(settings.deployer_key)

@@ -16,7 +16,7 @@ from sqlmodel import Session, select
 from tracer.actors import create_actor
 from tracer.config import PROJECT_ROOT, Settings
 from tracer.exceptions import ConfigurationError
-from tracer.service import ADMIN_KEY_FILE, _ensure_platform_actors, open_store
+from tracer.service import ADMIN_KEY_FILE, _ensure_platform_actors, open_service, open_store
 from tracer.store.models import Actor
 
 KEY_FILES = ("keystore-salt", "api-key-secret", "key-passphrase", ADMIN_KEY_FILE, "customs-admin-api-key")
@@ -102,3 +102,10 @@ def test_the_environment_names_production_or_development_only(monkeypatch: pytes
         Settings()
     monkeypatch.setenv("TRACER_ENV", "production")
     assert Settings().production
+
+
+def test_production_on_a_node_by_url_refuses_the_public_development_deployer_key(tmp_path: Path) -> None:
+    settings = _settings(tmp_path / "data", env="production", key_passphrase="a long secret")
+    with pytest.raises(ConfigurationError, match="set TRACER_DEPLOYER_KEY"):
+        open_service(settings)
+    assert not (tmp_path / "data").exists()  # refused before anything was created
