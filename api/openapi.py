@@ -4,9 +4,10 @@ FastAPI documents a 422 that this service never sends (its validation errors are
 api.problems) and nothing of the problem documents it does send. The schema is built as FastAPI builds it and
 then corrected here, by rules that follow from how the service is made: any input can be malformed (400),
 a bearer key can be missing (401), a path names something that may not exist (404), a write can lose a race
-or break the journey's order (409), a body can be too large (413, api.limits), a key can write too often (429),
-and the database or the node can be away (503). What no rule can tell, a few operations' own statuses and
-media types, is listed in ``_EXTRA``. tests/api/test_fuzz_schema.py holds the schema to every answer.
+or break the journey's order (409), a body can be too large (413, api.limits), a key or an address can write too
+often (429, api.ratelimit), and the database or the node can be away (503). What no rule can tell, a few
+operations' own statuses and media types, is listed in ``_EXTRA``. tests/api/test_fuzz_schema.py holds the
+schema to every answer.
 """
 
 from __future__ import annotations
@@ -73,7 +74,6 @@ _EXTRA: dict[tuple[str, str], dict[int, dict[str, Any] | None]] = {
         200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}, "image/svg+xml": _SVG}}
     },
     ("get", "/audit"): {200: {"content": {"application/json": _JSON_ANY, "text/csv": _HTML, "text/html": _HTML}}},
-    ("get", "/metrics"): {200: {"content": {"text/plain": _HTML, "application/openmetrics-text": _HTML}}},
     ("post", "/parcels/{sscc}/release"): {422: None},
     ("post", "/capture"): {422: None},
 }
@@ -100,9 +100,7 @@ def _problem_statuses(method: str, path: str, operation: dict[str, Any]) -> set[
         if (method, path) not in _ANY_ROLE:
             statuses.add(403)
     if method == "post":
-        statuses |= {409, 413}
-        if secured:
-            statuses.add(429)
+        statuses |= {409, 413, 429}  # every write is rate-limited per client address too (api.ratelimit)
     return statuses
 
 
@@ -124,13 +122,15 @@ def _correct(method: str, path: str, operation: dict[str, Any]) -> None:
     extra = _EXTRA.get((method, path), {})
     statuses = _problem_statuses(method, path, operation) | {status for status, given in extra.items() if given is None}
     for status in sorted(statuses):
-        responses.setdefault(
+        declared = responses.setdefault(
             str(status),
             {
                 "description": _WHY[status],
                 "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
             },
         )
+        if status == 429:
+            declared.setdefault("headers", {"Retry-After": {"description": "seconds", "schema": {"type": "integer"}}})
     for status, given in extra.items():
         if given is not None:
             response = responses.setdefault(str(status), {"description": given.get("description", "")})

@@ -16,8 +16,10 @@ planted faults (a crash, a key not checked, a declared bound not enforced) show 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import pytest
@@ -30,6 +32,9 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+from api.main import create_app
+from tracer.config import Settings
 
 EXAMPLES = int(os.environ.get("TRACER_FUZZ_EXAMPLES", "20"))
 SEED = int(os.environ.get("TRACER_FUZZ_SEED", "8"))
@@ -154,3 +159,25 @@ def test_a_planted_fault_is_found(fault: str, api: Api, parties: Parties) -> Non
     with pytest.raises((Exception, BaseExceptionGroup)) as found:  # noqa: B017 - checked just below
         _fuzz(operation, mode, {"Authorization": f"Bearer {parties.enterprise}"})
     assert finding in str(found.value)
+
+
+def test_the_schema_declares_the_problem_documents_and_not_fastapis_422() -> None:
+    service = SimpleNamespace(settings=Settings(), writer=None, indexer=None)
+    schema = create_app(service, run_writer=False).openapi()  # type: ignore[arg-type]
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    for path, operations in schema["paths"].items():
+        for method, operation in operations.items():
+            label, responses = f"{method.upper()} {path}", operation["responses"]
+            problems = {
+                status
+                for status, response in responses.items()
+                if "application/problem+json" in response.get("content", {})
+            }
+            assert "503" in (responses if path == "/healthz" else problems), label  # /healthz says why in JSON
+            assert ("422" in problems) == (label in ("POST /parcels/{sscc}/release", "POST /capture")), label
+            if operation.get("security"):
+                assert "401" in problems, label
+            if method == "post":
+                assert {"400", "409", "413", "429"} <= problems, label
+            declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
+            assert declared == set(re.findall(r"{(\w+)}", path)), label
