@@ -70,6 +70,7 @@ def test_the_service_in_production_without_a_passphrase_exits_1_saying_what_to_s
         "TRACER_ENV": "production",
         "TRACER_DATA_DIR": str(tmp_path / "data"),
         "TRACER_RPC_URL": "http://127.0.0.1:9",
+        "TRACER_DEPLOYER_KEY": "0x" + "42" * 32,  # not the development key: the passphrase is what is missing
     }
     started = subprocess.run(
         [sys.executable, "-m", "api"], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=60
