@@ -130,7 +130,8 @@ def _check_string(value: str, link: _Link, limits: Limits) -> None:
         raise _invalid(_pointer(link), "holds a control character")
 
 
-def _is_json(headers: Headers) -> bool:
+def is_json(headers: Headers) -> bool:
+    """Whether a request's body is JSON by its Content-Type (as FastAPI reads it, plus no type at all)."""
     media_type = headers.get("content-type", "").split(";", 1)[0].strip().lower()
     # No content type at all is read as JSON by the routes too.
     return media_type in ("", "application/json") or media_type.endswith("+json")
@@ -155,7 +156,7 @@ class RequestLimits:
         try:
             self._check_declared_size(headers)
             body = await self._read_body(receive)
-            if body and _is_json(headers):
+            if body and is_json(headers):
                 check_json(body, self.limits)
         except _Refused as refused:
             await refused.response(scope, receive, send)

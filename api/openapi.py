@@ -45,6 +45,7 @@ _WHY = {
     404: "Unknown lot, parcel, capture job or path",
     409: "Out of the journey's order, a duplicate, over the balance, or a concurrent write",
     413: "The body, or the capture document's events, past the limits (docs/api.md, Limits)",
+    415: "A body that is not JSON",
     422: "The documents disagree (the three-document match of a release)",
     429: "Too many writes from this key or address; retry after the Retry-After seconds",
     503: "The database or the chain node is unavailable",
@@ -75,7 +76,7 @@ _EXTRA: dict[tuple[str, str], dict[int, dict[str, Any] | None]] = {
     },
     ("get", "/audit"): {200: {"content": {"application/json": _JSON_ANY, "text/csv": _HTML, "text/html": _HTML}}},
     ("post", "/parcels/{sscc}/release"): {422: None},
-    ("post", "/capture"): {422: None},
+    ("post", "/capture"): {415: None, 422: None},
 }
 # Reads that any actor may make: a key is needed, no role.
 _ANY_ROLE = {

@@ -10,6 +10,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ActorDep, ServiceDep, SessionDep
+from api.limits import is_json
+from api.problems import problem
 from tracer import capture as epcis_capture
 from tracer import query as epcis_query
 from tracer.config import Settings
@@ -121,6 +123,14 @@ async def capture(
     ] = "rollback",
 ) -> Response:
     """Validate, apply and commit a capture document before answering 202 with the job's Location."""
+    if not is_json(request.headers):
+        # Only JSON bodies pass the JSON limits (api.limits); this binding reads nothing else (no XML).
+        return problem(
+            415,
+            "Unsupported media type",
+            f"{request.headers['content-type']}: send application/json or application/ld+json",
+            kind="unsupported-media-type",
+        )
     document = await _json_body(request)
     limit = service.settings.capture_limit
 

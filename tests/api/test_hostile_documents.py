@@ -266,6 +266,18 @@ def test_every_hostile_capture_is_refused_on_postgresql_too(api: Api, enterprise
         _assert_refused_quickly_storing_nothing(api, enterprise, hostile, problem)
 
 
+@pytest.mark.parametrize("media_type", ["text/plain", "application/xml", "application/x-www-form-urlencoded"])
+def test_a_capture_in_another_media_type_is_415_so_no_limit_is_sidestepped(
+    media_type: str, api: Api, enterprise: str, problem: ProblemCheck
+) -> None:
+    before = row_counts(api.service.engine)
+    poisoned = _encoded(document(declaration(**{"tracer:productName": "Formula\x00"})))
+    for body in (poisoned, _nested(100_000)):
+        headers = {"Authorization": f"Bearer {enterprise}", "Content-Type": media_type}
+        problem(api.http.post("/capture", content=body, headers=headers), 415)
+    assert row_counts(api.service.engine) == before
+
+
 def test_the_valid_declaration_the_hostile_ones_are_made_of_is_captured(api: Api, enterprise: str) -> None:
     """The control: without its poison each hostile document would have been stored."""
     response, _ = _post(api, enterprise, _encoded(document(declaration())))
