@@ -3,12 +3,14 @@ refused before any route reads it, and a capture document of too many events bef
 
 The size is taken from Content-Length before a byte is read and counted while the body streams in when there
 is none, so an oversized body is never held in memory whole (413). A JSON body is then parsed once here, by
-orjson, which bounds its own nesting, refuses invalid UTF-8 and lone surrogates, and never recurses in Python,
-and walked without recursion: nesting past ``max_json_depth``, a key or string past ``max_string_length`` or a
-C0 control character other than tab, line feed and carriage return is refused with the JSON pointer of the
-first offender (400). Python's own parser, which the routes use, would die of a RecursionError on a deep
-document, and PostgreSQL refuses NUL in text; neither ever sees one. The limits come from the settings
-(``TRACER_MAX_*``, ``TRACER_CAPTURE_LIMIT``) and are listed in docs/api.md, "Limits".
+orjson, which bounds its own nesting, refuses invalid UTF-8, lone surrogates, NaN and infinities, and never
+recurses in Python. Scans of its bytes at C speed tell whether it may pass a limit; only then is the parsed
+document walked (without recursion) for the part that does: nesting past ``max_json_depth``, a key or string
+past ``max_string_length``, a C0 control character other than tab, line feed and carriage return, or DEL;
+refused with its JSON pointer (400). Python's own parser, which the routes use, would die of a RecursionError
+on a deep document, and PostgreSQL refuses NUL in text; neither ever sees one. The capture route, which parses
+whatever it is sent, refuses bodies not labelled JSON (415). The limits are settings (``TRACER_MAX_*``,
+``TRACER_CAPTURE_LIMIT``), listed in docs/api.md, "Limits".
 """
 
 from __future__ import annotations
