@@ -41,7 +41,9 @@ the machine's time zone; ours run in UTC).
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any, Final
@@ -399,59 +401,77 @@ def _expanded_values(event: Mapping[str, Any], prefixes: Mapping[str, str]) -> s
     return found
 
 
-def _last_segment(text: str) -> str:
-    return text[max(text.rfind("-"), text.rfind("/")) + 1 :]
+class _TailIndex:
+    """Every tail (the text after one of its ``-`` or ``/``) of the expanded values seen so far -> those
+    values. Shared by all events: an event's own values are indexed before its strings are looked up,
+    so a string that is no key here is the tail of none of them. Only ever grows (a full index is
+    replaced, never emptied, so an event running in another thread keeps the one it indexed into)."""
+
+    __slots__ = ("by_tail", "indexed")
+
+    def __init__(self) -> None:
+        self.by_tail: dict[str, tuple[str, ...]] = {}
+        self.indexed: set[str] = set()
+
+    def add(self, uri: str) -> None:
+        by_tail = self.by_tail
+        for cut, char in enumerate(uri):
+            if char == "-" or char == "/":
+                tail = uri[cut + 1 :]
+                known = by_tail.get(tail, ())
+                if uri not in known:
+                    by_tail[tail] = (*known, uri)
+        self.indexed.add(uri)  # after its tails: whoever sees it indexed finds them
+
+
+_MAX_INDEXED: Final = 4096
+_TAIL_INDEX = _TailIndex()
+_TAIL_INDEX_LOCK: Final = threading.Lock()
+
+
+def _tail_index(expanded: AbstractSet[str]) -> Mapping[str, tuple[str, ...]]:
+    """The shared tail index, with the values of ``expanded`` in it."""
+    global _TAIL_INDEX
+    index = _TAIL_INDEX
+    for uri in expanded:
+        if uri not in index.indexed:
+            with _TAIL_INDEX_LOCK:  # two threads adding to one tail's tuple would lose one
+                index = _TAIL_INDEX
+                if len(index.indexed) + len(expanded) > _MAX_INDEXED:
+                    index = _TAIL_INDEX = _TailIndex()
+                for missing in expanded:
+                    if missing not in index.indexed:
+                        index.add(missing)
+            break
+    return index.by_tail
 
 
 class _Tails:
-    """Which expanded value a string is the tail of (the text after one of its ``-`` or ``/``), if exactly
-    one. Indexed by the last segment, which a tail always shares with its value."""
+    """Which of one event's expanded values a string is the tail of, if exactly one (the package's
+    replacement of bare CBV values)."""
 
-    __slots__ = ("_by_segment", "exact", "segments")
+    __slots__ = ("by_tail", "expanded")
 
-    def __init__(self, expanded: Iterable[str]) -> None:
-        by_segment: dict[str, list[str]] = {}
-        #: ``get`` of each segment itself (the usual bare CBV value), answered in advance. A segment's
-        #: only value ends with it after a "-" or "/" (where it was cut) unless the two are equal.
-        exact: dict[str, str | None] = {}
-        shared = False
-        for uri in expanded:
-            segment = uri[max(uri.rfind("-"), uri.rfind("/")) + 1 :]
-            if segment in by_segment:
-                by_segment[segment].append(uri)
-                shared = True
-            else:
-                by_segment[segment] = [uri]
-                exact[segment] = uri if len(uri) > len(segment) else None
-        self._by_segment = by_segment
-        #: The last segments of the expanded values (a mapping, for ``in``): a string ending otherwise is
-        #: no tail of any.
-        self.segments: Mapping[str, list[str]] = by_segment
-        if shared:
-            exact = {segment: self.get(segment) for segment in by_segment}
-        self.exact = exact
-
-    def replace(self, value: str) -> str:
-        """The expanded value ``value`` is the tail of, or ``value`` (the first step of ``_Builder.text``)."""
-        cut = max(value.rfind("-"), value.rfind("/"))
-        if cut < 0:
-            return self.exact.get(value) or value
-        if value[cut + 1 :] in self.segments:
-            return self.get(value) or value
-        return value
+    def __init__(self, expanded: AbstractSet[str]) -> None:
+        self.expanded = expanded
+        #: A string that is no key here is no tail of the event's values (the hot paths test this first).
+        self.by_tail = _tail_index(expanded)
 
     def get(self, value: str) -> str | None:
-        candidates = self._by_segment.get(_last_segment(value)) if self._by_segment else None
+        candidates = self.by_tail.get(value)
         if candidates is None:
             return None
         match = None
-        size = len(value)
         for uri in candidates:
-            if len(uri) > size and uri.endswith(value) and uri[-size - 1] in "-/":
+            if uri in self.expanded:
                 if match is not None:
                     return None  # ambiguous: the package leaves the value alone
                 match = uri
         return match
+
+    def replace(self, value: str) -> str:
+        """The expanded value ``value`` is the tail of, or ``value`` (the first step of ``_Builder.text``)."""
+        return self.get(value) or value
 
 
 # --- step 2: the tree ----------------------------------------------------------------------------------
@@ -489,7 +509,7 @@ class _Builder:
 
     def text(self, value: str) -> str:
         """A JSON string as the package sees it: bare CBV value replaced, then the value's prefix."""
-        if self.tails.segments:
+        if value in self.tails.by_tail:
             value = self.tails.replace(value)
         if ":" in value:
             prefix, _, rest = value.partition(":")
@@ -845,7 +865,45 @@ def _utc_millis(text: str) -> str:
     return found
 
 
+#: The UTC ``YYYY-MM-DDTHH`` of a local ``YYYY-MM-DDTHH`` and zone (``Z`` or ``±HH:00``), or "" where the
+#: parsing path must decide. A whole-hour offset changes only that part of a timestamp, and the events of
+#: an hour share it, so it is remembered (emptied when full) and only minutes, seconds and milliseconds
+#: are checked per value.
+_UTC_HOURS: dict[str, str] = {}
+_SIXTY: Final = frozenset(f"{n:02d}" for n in range(60))
+_MILLIS_TEXT: Final = frozenset(f".{n:03d}" for n in range(1000))
+
+
 def _utc_millis_uncached(text: str) -> str:
+    if (
+        19 < len(text) < 30
+        and text[10] == "T"
+        and text[13] == ":"
+        and text[16] == ":"
+        and text[14:16] in _SIXTY
+        and text[17:19] in _SIXTY
+    ):
+        if text[19] == ".":
+            millis, zone = text[19:23], text[23:]
+        else:
+            millis, zone = ".000", text[19:]
+        if millis in _MILLIS_TEXT and (zone == "Z" or (len(zone) == 6 and zone[0] in "+-" and zone[3:] == ":00")):
+            hour_key = text[:13] + zone
+            hour = _UTC_HOURS.get(hour_key)
+            if hour is None:
+                # The whole hour through the parsing path: minutes and seconds (valid, as checked) pass
+                # through unchanged, milliseconds too (exactly three digits: nothing to round).
+                whole = _utc_millis_parsed(text[:13] + ":00:00" + zone)
+                hour = whole[:13] if len(whole) == 24 and whole.endswith(":00:00.000Z") else ""
+                if len(_UTC_HOURS) >= _VALUE_CACHE_SIZE:
+                    _UTC_HOURS.clear()
+                _UTC_HOURS[hour_key] = hour
+            if hour:
+                return hour + text[13:19] + millis + "Z"
+    return _utc_millis_parsed(text)
+
+
+def _utc_millis_parsed(text: str) -> str:
     size = len(text)
     if (
         size in _FAST_TAILS
@@ -1060,7 +1118,36 @@ _FAST_URNS: Final[Mapping[str, tuple[re.Pattern[str], Callable[[re.Match[str]], 
 }
 
 
+#: ``urn:epc:id:sgtin:CP.REF`` -> ``https://id.gs1.org/01/<GTIN>/21/`` ("" where the code below must
+#: decide): the serials of one trade item share it, so it is remembered (emptied when full).
+_SGTIN_HEADS: dict[str, str] = {}
+_SGTIN_HEAD = re.compile(r"urn:epc:id:sgtin:([0-9]{6,12})\.([0-9]{0,11})")
+#: A serial ``_X_FAST{1,20}`` without the characters the Digital Link escapes.
+_PLAIN_SERIAL = re.compile(
+    r"(?:['.0-9;=A-Za-z_-]|%(?:2[125-9A-Fa-f]|3[0-9A-Fa-f]|4[1-9A-Fa-f]|5[0-9AaFf]|6[1-9A-Fa-f]|7[0-9Aa])){1,20}"
+)
+
+
 def _urn_to_dl(uri: str) -> str | None:
+    if uri.startswith("urn:epc:id:sgtin:"):
+        # The company prefix and item reference are digits, so the second dot ends them (the serial may
+        # hold dots); the fast pattern below would split the URN there too.
+        first = uri.find(".", 17)
+        cut = uri.find(".", first + 1) if first > 0 else -1
+        if cut > 0:
+            sgtin_head = _SGTIN_HEADS.get(uri[:cut])
+            if sgtin_head is None:
+                match = _SGTIN_HEAD.fullmatch(uri, 0, cut)
+                sgtin_head = ""
+                if match is not None:
+                    prefix, ref = match.groups()
+                    if len(prefix) + len(ref) == 13:
+                        sgtin_head = _DL + "01/" + _with_check(ref[0] + prefix + ref[1:]) + "/21/"
+                if len(_SGTIN_HEADS) >= _VALUE_CACHE_SIZE:
+                    _SGTIN_HEADS.clear()
+                _SGTIN_HEADS[uri[:cut]] = sgtin_head
+            if sgtin_head and _PLAIN_SERIAL.fullmatch(uri, cut + 1) is not None:
+                return sgtin_head + uri[cut + 1 :]
     head = uri.find(":", uri.find(":", 8) + 1)  # "urn:epc:id:sgtin:..." -> "id:sgtin"
     fast = _FAST_URNS.get(uri[8:head]) if head > 8 else None
     if fast is not None:
@@ -1370,16 +1457,31 @@ _POSITION: Final = {name: index for index, (name, _) in enumerate(_PROPERTY_ORDE
 _RENAMED: Final = frozenset(
     ("inputEPC", "outputEPC", "inputQuantity", "outputQuantity", "childQuantity", "childEPCs", "quantity")
 )
-_SCALARS: Final = (str, int, float, bool, type(None))
 _LEAVES: Final = (str, int, float)  # bool is an int
+_METADATA_FIELDS: Final = tuple(name for name, _ in _SENSOR_METADATA_ORDER)
+_REPORT_FIELDS: Final = tuple(name for name, _ in _SENSOR_REPORT_ORDER)
 
-
-#: Whether a standard field is a timestamp (its name has "time" and not "offset", as the package decides).
-_IS_TIME: Final = {
-    name: "time" in name.lower() and "offset" not in name.lower()
-    for name in (*_SIMPLE_FIELDS, "epc", "id", "set", "unset", *_QUANTITY_KEYS)
-    + tuple(n for n, _ in _SENSOR_METADATA_ORDER)
-    + tuple(n for n, _ in _SENSOR_REPORT_ORDER)
+# What the event walk does with a top-level key (_Key.code): one of the positioned standard fields, ...
+_SIMPLE: Final = 0  # a scalar standard field
+_EPCS: Final = 1
+_QUANTITIES: Final = 2
+_LOCATION: Final = 3  # readPoint, bizLocation
+_PERSISTENT: Final = 4
+_SENSORS: Final = 5
+# ... or a field kept for the sorted remainder, one the hash leaves out, a comment, or one the tree must place.
+_EXTENSION: Final = 6
+_PAIRED: Final = 7
+_IGNORED: Final = 8
+_SKIP: Final = 9
+_SLOW: Final = 10
+_POSITIONED_CODES: Final = {
+    **dict.fromkeys(_SIMPLE_FIELDS, _SIMPLE),
+    **dict.fromkeys(_EPC_FIELDS, _EPCS),
+    **dict.fromkeys(_QUANTITY_FIELDS, _QUANTITIES),
+    "readPoint": _LOCATION,
+    "bizLocation": _LOCATION,
+    "persistentDisposition": _PERSISTENT,
+    "sensorElementList": _SENSORS,
 }
 
 
@@ -1387,167 +1489,206 @@ def _is_extension(name: str) -> bool:
     return "{" in name and "/}" in name
 
 
-def _names_block_extensions(names: Iterable[str]) -> bool:
-    joined = "\0".join(names)  # no name holds NUL... and neither word does, so no match spans two names
-    return "eventTime" in joined or "action" in joined
+def _remember(memo: dict[Any, str], key: Any, value: str) -> None:
+    if len(memo) >= _VALUE_CACHE_SIZE:
+        memo.clear()
+    memo[key] = value
 
 
-class _Direct:
-    """Pre-hash string straight from JSON. ``expanded`` is the replacement set gathered from the standard
-    vocabulary fields only (:func:`_vocabulary_values`); a string that could add to it anywhere else (a
-    literal in the CBV / GS1 voc namespaces, a compact IRI into them) sends the event to the full path."""
+def _named(name: str, texts: list[str]) -> str:
+    """``name`` and the sorted ``texts`` (a list field's items), or nothing without items."""
+    if not texts:
+        return ""
+    if len(texts) > 1:
+        texts.sort()
+    return name + "".join(texts)
 
-    __slots__ = ("expanded", "interesting", "key", "key_names", "tail_ends", "tails", "times", "value_ns", "values")
 
-    def __init__(self, context: _Context, tails: _Tails, expanded: set[str]) -> None:
-        self.tails = tails
-        self.expanded = expanded
-        self.interesting = context.interesting
-        self.value_ns = context.value_ns
-        self.key = context.key
-        self.key_names = context.names  # what self.key has already answered
-        self.values = context.values
-        self.times = context.times
-        #: The last segments of the replacement set: only a string ending in one can be replaced.
-        self.tail_ends = tuple(tails.segments)
+class _Pieces:
+    """The ``name=value`` strings of one name under one context, memoised by value.
 
-    def text(self, value: Any) -> str:
-        """``_Builder.text`` of a scalar, after checking that the full path's replacement set would not
-        differ (raises _Slow otherwise)."""
+    ``raw`` is keyed by the JSON value (a string or an int): only pieces no event can change (no bare CBV
+    value was replaced, no check against the event's replacement set was needed). ``expanded`` is keyed
+    by a value of the replacement set (a replaced bare value, or one written in the CBV / GS1 voc
+    namespaces) and read only after that check. ``texts`` is keyed by the text of another scalar (a
+    float, a boolean, null)."""
+
+    __slots__ = ("empty", "expanded", "is_time", "name", "prefix", "raw", "texts")
+
+    def __init__(self, name: str, *, leaf: bool) -> None:
+        self.name = name
+        self.prefix = name + "="
+        #: An empty value: a standard field is left out (``_field``), an extension leaf keeps its name
+        #: (``_remainder``).
+        self.empty = name if leaf else ""
+        lowered = name.lower()
+        #: As the package decides (extension leaves are never converted).
+        self.is_time = not leaf and "time" in lowered and "offset" not in lowered
+        self.raw: dict[str | int, str] = {}
+        self.expanded: dict[str, str] = {}
+        self.texts: dict[str, str] = {}
+
+    def make(self, text: str) -> str:
+        """The piece of a value's text (after the bare-value and prefix steps): stripped, normalised.
+        (Neither normalisation makes a non-empty text empty.) Memoised by the callers."""
+        text = text.strip()
+        if not text:
+            return self.empty
+        return self.prefix + (_utc_millis(text) if self.is_time else _canonical_value_uncached(text))
+
+
+class _Layout:
+    """A standard object's fields (readPoint, quantity element, sensor metadata/report...) in canonical
+    order, each with its position and pieces. A key in ``order`` is its own name (a prefixed key maps to
+    ``{iri}local``, never to a plain name)."""
+
+    __slots__ = ("fields", "order")
+
+    def __init__(self, order: tuple[str, ...], ctx: _Context) -> None:
+        self.order = order
+        self.fields = {name: (position, ctx.pieces(name, leaf=False)) for position, name in enumerate(order)}
+
+
+class _Key:
+    """How the direct path reads one JSON key under one context (worked out once per key)."""
+
+    __slots__ = ("blocks", "code", "field", "is_extension", "leaf", "leafable", "name", "position")
+
+    def __init__(self, name: str, ctx: _Context | None) -> None:
+        self.name = name
+        position = _POSITION.get(name)
+        self.position = -1 if position is None else position
+        if position is not None:
+            self.code = _POSITIONED_CODES[name]
+        elif name in _IGNORED_FIELDS:
+            self.code = _IGNORED
+        elif name in _PAIRED_LISTS:
+            self.code = _PAIRED
+        elif name in _UNSORTED_MARKERS:
+            self.code = _SLOW
+        else:
+            self.code = _EXTENSION if ctx is not None else _SKIP
+        #: The package recognises the event's own level by these names (substrings, as it does): where
+        #: neither shows, it places extensions differently.
+        self.blocks = "eventTime" in name or "action" in name
+        self.is_extension = _is_extension(name)
+        #: An extension with a scalar value is one leaf.
+        self.leafable = not name.endswith("List") and name not in _RENAMED
+        if ctx is not None:
+            self.field = ctx.pieces(name, leaf=False)
+            self.leaf = ctx.pieces(name, leaf=True)
+
+
+#: A comment key (skipped wherever it stands).
+_SKIPPED: Final = _Key("", None)
+
+
+class _Direct(_Tails):
+    """Pre-hash string straight from JSON, for one event (and its replacement set, as a :class:`_Tails`).
+    The replacement set is gathered from the standard vocabulary fields only (:func:`_vocabulary_values`);
+    a string that could add to it anywhere else (a literal in the CBV / GS1 voc namespaces, a compact IRI
+    into them) sends the event to the full path.
+
+    The hot loops test a string against ``by_tail`` (could it be a bare CBV value to replace?), read its
+    memoised piece, and on a miss call :meth:`fresh`; every other scalar goes through :meth:`piece`."""
+
+    __slots__ = ("ctx", "interesting", "keys", "value_ns")
+
+    def __init__(self, ctx: _Context, expanded: AbstractSet[str]) -> None:
+        super().__init__(expanded)
+        self.ctx = ctx
+        self.keys = ctx.keys
+        self.interesting = ctx.interesting
+        self.value_ns = ctx.value_ns
+
+    def piece(self, pieces: _Pieces, value: Any) -> str:
+        """``name=value`` of one scalar (``_field`` / ``_remainder`` of a leaf). Raises _Slow where the
+        full path must decide."""
         if isinstance(value, str):
-            colon = value.find(":")
-            if colon >= 0:
-                if value.startswith(_EXPANDED_PREFIXES):
-                    if value not in self.expanded:
-                        raise _Slow
-                elif value[:colon] in self.interesting:
-                    raise _Slow
-            if self.tail_ends and value.endswith(self.tail_ends):
-                return self.tail_text(value)
-            if colon >= 0:
-                iri = self.value_ns.get(value[:colon])
-                if iri is not None:
-                    return iri + value[colon + 1 :]
-            return value
+            if value in self.by_tail:
+                uri = self.get(value)
+                if uri is not None:
+                    colon = value.find(":")
+                    if colon >= 0:
+                        if value.startswith(_EXPANDED_PREFIXES):
+                            if value not in self.expanded:
+                                raise _Slow
+                        elif value[:colon] in self.interesting:
+                            raise _Slow
+                    return self.expanded_piece(pieces, uri)
+            found = pieces.raw.get(value)
+            return found if found is not None else self.fresh(pieces, value)
         if isinstance(value, (dict, list)):
             raise _Slow
-        return str(value)
+        if type(value) is int:  # not bool: True == 1 would share its entry
+            found = pieces.raw.get(value)
+            if found is None:
+                found = pieces.make(str(value))
+                _remember(pieces.raw, value, found)
+            return found
+        text = str(value)
+        found = pieces.texts.get(text)
+        if found is None:
+            found = pieces.make(text)
+            _remember(pieces.texts, text, found)
+        return found
 
-    def tail_text(self, value: str) -> str:
-        """``_Builder.text`` (for a value that may be the tail of an expanded value)."""
-        value = self.tails.replace(value)
-        colon = value.find(":")
-        if colon >= 0:
-            iri = self.value_ns.get(value[:colon])
-            if iri is not None:
-                return iri + value[colon + 1 :]
-        return value
-
-    def plain(self, value: str, is_time: bool) -> str:
-        """A string value that is no tail of the replacement set, as ``field`` writes it (without its
-        name): ``text`` (raising _Slow where the full path must decide), stripped, normalised. Remembered
-        per context unless it depends on the event (a value in the CBV / GS1 voc namespaces)."""
+    def fresh(self, pieces: _Pieces, value: str) -> str:
+        """The piece of a string not met before under this name and no bare value to replace."""
         text = value
-        cacheable = True
         colon = value.find(":")
         if colon >= 0:
-            prefix = value[:colon]
             if value.startswith(_EXPANDED_PREFIXES):
                 if value not in self.expanded:
                     raise _Slow
-                cacheable = False
-            elif prefix in self.interesting:
+                return self.expanded_piece(pieces, value)
+            prefix = value[:colon]
+            if prefix in self.interesting:
                 raise _Slow
             iri = self.value_ns.get(prefix)
             if iri is not None:
                 text = iri + value[colon + 1 :]
-        text = text.strip()
-        text = _utc_millis(text) if is_time else _canonical_value_uncached(text)  # memoised right here
-        if cacheable:
-            memo = self.times if is_time else self.values
-            if len(memo) >= _VALUE_CACHE_SIZE:
-                memo.clear()
-            memo[value] = text
-        return text
+        found = pieces.make(text)
+        _remember(pieces.raw, value, found)
+        return found
 
-    def field(self, name: str, value: Any) -> str:
-        """One standard field with a scalar value (``_field`` of a leaf)."""
-        is_time = _IS_TIME.get(name)
-        if is_time is None:
-            lowered = name.lower()
-            is_time = "time" in lowered and "offset" not in lowered
-        if isinstance(value, str) and not (self.tail_ends and value.endswith(self.tail_ends)):
-            text = (self.times if is_time else self.values).get(value)
-            if text is None:
-                text = self.plain(value, is_time)
-            return name + "=" + text if text else ""
-        if isinstance(value, str):  # self.text(value), inlined
-            colon = value.find(":")
-            if colon < 0:
-                text = self.tail_text(value) if self.tail_ends and value.endswith(self.tail_ends) else value
-            else:
-                prefix = value[:colon]
-                if value.startswith(_EXPANDED_PREFIXES):
-                    if value not in self.expanded:
-                        raise _Slow
-                elif prefix in self.interesting:
-                    raise _Slow
-                if self.tail_ends and value.endswith(self.tail_ends):
-                    text = self.tail_text(value)
-                elif prefix in self.value_ns:
-                    text = self.value_ns[prefix] + value[colon + 1 :]
-                else:
-                    text = value
-        else:
-            text = self.text(value)
-        if not text:
-            return ""
-        text = text.strip()
-        text = _utc_millis(text) if is_time else (_CANONICAL.get(text) or _canonical_value(text))
-        return name + "=" + text if text else ""
+    def expanded_piece(self, pieces: _Pieces, uri: str) -> str:
+        """The piece of a value of the event's replacement set (checked by the caller)."""
+        found = pieces.expanded.get(uri)
+        if found is None:
+            text = uri
+            colon = uri.find(":")
+            if colon >= 0:
+                iri = self.value_ns.get(uri[:colon])
+                if iri is not None:
+                    text = iri + uri[colon + 1 :]
+            found = pieces.make(text)
+            _remember(pieces.expanded, uri, found)
+        return found
 
-    def fields(self, name: str, value: Any) -> list[str]:
-        if not isinstance(value, (list, tuple)):
-            text = self.field(name, value)
-            return [text] if text else []
+    def pieces_of(self, pieces: _Pieces, items: Iterable[Any]) -> list[str]:
+        """The non-empty pieces of a list of scalars, in list order."""
+        by_tail = self.by_tail
+        raw = pieces.raw
         texts = []
-        for item in value:
-            text = self.field(name, item)
+        for item in items:
+            if item.__class__ is str and item not in by_tail:
+                text = raw.get(item)
+                if text is None:
+                    text = self.fresh(pieces, item)
+            else:
+                text = self.piece(pieces, item)
             if text:
                 texts.append(text)
         return texts
 
-    def leaf(self, name: str, value: Any) -> str:
-        """One extension leaf (``_remainder`` of a leaf). (A non-empty value never normalises to "".)"""
-        if isinstance(value, str) and not (self.tail_ends and value.endswith(self.tail_ends)):
-            text = self.values.get(value)
-            if text is None:
-                text = self.plain(value, False)
-            return name + "=" + text if text else name
-        if isinstance(value, str):  # self.text(value), inlined
-            colon = value.find(":")
-            if colon < 0:
-                text = self.tail_text(value) if self.tail_ends and value.endswith(self.tail_ends) else value
-            else:
-                prefix = value[:colon]
-                if value.startswith(_EXPANDED_PREFIXES):
-                    if value not in self.expanded:
-                        raise _Slow
-                elif prefix in self.interesting:
-                    raise _Slow
-                if self.tail_ends and value.endswith(self.tail_ends):
-                    text = self.tail_text(value)
-                elif prefix in self.value_ns:
-                    text = self.value_ns[prefix] + value[colon + 1 :]
-                else:
-                    text = value
-            text = text.strip()
-        else:
-            text = self.text(value).strip()
-        return name + "=" + (_CANONICAL.get(text) or _canonical_value(text)) if text else name
+    def plan(self, key: Any) -> _Key:
+        found = self.keys.get(key) if isinstance(key, str) else None
+        return found if found is not None else self.ctx.plan(key)
 
-    def extension(self, name: str, value: Any) -> list[str]:
+    def extension(self, key: _Key, value: Any) -> list[str]:
         """The remainder strings of one extension field (one per tree node it makes)."""
+        name = key.name
         if name.endswith("List"):
             item_name = name[:-4]
             if item_name in _RENAMED or item_name in _UNSORTED_MARKERS:
@@ -1555,94 +1696,102 @@ class _Direct:
             items = value if isinstance(value, list) else (value,)
             if not items:
                 return []
-            parts = [self.node(item_name, item) for item in items]
+            item_pieces = self.ctx.pieces(item_name, leaf=True)
+            parts = [self.node(item_pieces, item) for item in items]
             if len(parts) > 1:
                 parts.sort()
             return [name + "".join(parts)]
         if isinstance(value, list):
-            return [self.node(name, item) for item in value]
-        if isinstance(value, _LEAVES) and name not in _RENAMED:
-            return [self.leaf(name, value)]
-        return [self.node(name, value)]
+            return [self.node(key.leaf, item) for item in value]
+        if isinstance(value, _LEAVES) and key.leafable:
+            return [self.piece(key.leaf, value)]
+        return [self.node(key.leaf, value)]
 
-    def node(self, name: str, value: Any) -> str:
-        if name in _RENAMED:
+    def node(self, pieces: _Pieces, value: Any) -> str:
+        if pieces.name in _RENAMED:
             raise _Slow
         if isinstance(value, dict):
-            return name + self.members(value)
+            return pieces.name + self.members(value)
         if isinstance(value, list):
             raise _Slow
-        return self.leaf(name, value)
+        return self.piece(pieces, value)
 
     def members(self, obj: Mapping[str, Any]) -> str:
+        by_tail = self.by_tail
+        keys = self.keys
         parts: list[str] = []
         for key, value in obj.items():
-            if key in _SKIPPED_KEYS:
-                if key == "#text":
-                    raise _Slow
-                continue
-            if key.startswith("@"):
+            plan = keys.get(key)
+            if plan is None:
+                plan = self.ctx.plan(key)
+                if plan.code == _SKIP:
+                    continue
+            if plan.code == _SLOW:
                 raise _Slow
-            name = self.key(key)
-            if name in _UNSORTED_MARKERS:
-                raise _Slow
-            parts.extend(self.extension(name, value))
+            if plan.leafable and value.__class__ is str and value not in by_tail:
+                text = plan.leaf.raw.get(value)
+                parts.append(text if text is not None else self.fresh(plan.leaf, value))
+            else:
+                parts.extend(self.extension(plan, value))
         if len(parts) > 1:
             parts.sort()
         return "".join(parts)
 
-    def standard_object(self, obj: Any, order: tuple[str, ...]) -> str:
-        """A standard object (readPoint, quantity element, sensor metadata/report...): its fields in
-        ``order``, then its namespaced extensions, sorted. What its ``_field`` gives when all is consumed."""
+    def standard(self, obj: Any, layout: _Layout) -> str:
+        """A standard object: its fields in canonical order, then its namespaced extensions, sorted (what
+        its ``_field`` gives when all is consumed). The usual case, only standard scalar fields in their
+        canonical order, here."""
         if not isinstance(obj, dict):
             raise _Slow
-        # The usual case first: only standard fields, none a list. (A key in ``order`` is its own name:
-        # a prefixed key maps to "{iri}local", never to a plain name.)
-        for key in obj:
-            if key not in order or isinstance(obj[key], list):
-                break
-        else:
-            if len(obj) == 1:
-                for key in obj:
-                    return self.field(key, obj[key])
-            texts: list[str] = []
-            for name in order:
-                if name in obj:
-                    text = self.field(name, obj[name])
-                    if text:
-                        texts.append(text)
-            return "".join(texts)
-        found: dict[str, Any] = {}
-        extensions: list[tuple[str, Any]] = []
-        count = 0
+        fields = layout.fields
+        by_tail = self.by_tail
+        parts: list[str] = []
+        last = -1
         for key, value in obj.items():
-            if key in _SKIPPED_KEYS:
-                if key == "#text":
-                    raise _Slow
+            field = fields.get(key)
+            if field is None or field[0] < last or isinstance(value, list):
+                return self.standard_general(obj, layout)
+            last, pieces = field
+            if value.__class__ is str and value not in by_tail:
+                text = pieces.raw.get(value)
+                if text is None:
+                    text = self.fresh(pieces, value)
+            else:
+                text = self.piece(pieces, value)
+            parts.append(text)
+        return "".join(parts)
+
+    def standard_general(self, obj: Mapping[str, Any], layout: _Layout) -> str:
+        found: dict[str, Any] = {}
+        extensions: list[tuple[_Key, Any]] = []
+        count = 0
+        blocked = False
+        for key, value in obj.items():
+            plan = self.plan(key)
+            if plan.code == _SKIP:
                 continue
-            if key.startswith("@"):
-                raise _Slow
-            name = self.key_names.get(key) or self.key(key)
             count += len(value) if isinstance(value, list) else 1
-            if name in order:
-                found[name] = value
-            elif _is_extension(name):
-                extensions.append((name, value))
+            blocked = blocked or plan.blocks
+            if plan.name in layout.fields:
+                found[plan.name] = value
+            elif plan.is_extension:
+                extensions.append((plan, value))
             else:
                 raise _Slow  # left unconsumed by the package: the tree knows where it goes
-        if extensions and (count <= 1 or _names_block_extensions([*found, *(n for n, _ in extensions)])):
+        if extensions and (count <= 1 or blocked):
             raise _Slow
         parts: list[str] = []
-        for name in order:
+        for name in layout.order:
             if name in found:
-                values = self.fields(name, found[name])
-                if len(values) > 1:
-                    values.sort()
-                parts.extend(values)
+                value = found[name]
+                texts = self.pieces_of(layout.fields[name][1], value if isinstance(value, (list, tuple)) else (value,))
+                if len(texts) > 1:
+                    texts.sort()
+                parts.extend(texts)
         if extensions:
             rest: list[str] = []
-            for name, value in extensions:
-                rest.extend(self.extension(name, value))
+            for plan, value in extensions:
+                rest.extend(self.extension(plan, value))
             if len(rest) > 1:
                 rest.sort()
             parts.extend(rest)
@@ -1653,85 +1802,47 @@ class _Direct:
             raise _Slow
         metadata: list[str] = []
         reports: list[str] = []
-        extensions: list[tuple[str, Any]] = []
-        names: list[str] = []
+        extensions: list[tuple[_Key, Any]] = []
         count = 0
+        blocked = False
+        ctx = self.ctx
         for key, value in obj.items():
-            if key in _SKIPPED_KEYS or key.startswith("@"):
+            if key in _SKIPPED_KEYS:
                 raise _Slow
-            name = self.key(key)
-            names.append(name)
+            plan = self.plan(key)
+            blocked = blocked or plan.blocks
             items = value if isinstance(value, list) else (value,)
             count += len(items)
-            if name == "sensorMetadata":
-                metadata.extend(
-                    "sensorMetadata" + text
-                    for text in (self.standard_object(item, _METADATA_FIELDS) for item in items)
-                    if text
-                )
-            elif name == "sensorReport":
-                reports.extend(
-                    "sensorReport" + text
-                    for text in (self.standard_object(item, _REPORT_FIELDS) for item in items)
-                    if text
-                )
-            elif _is_extension(name):
-                extensions.append((name, value))
+            if plan.name == "sensorMetadata":
+                for item in items:
+                    text = self.standard(item, ctx.metadata_layout)
+                    if text:
+                        metadata.append("sensorMetadata" + text)
+            elif plan.name == "sensorReport":
+                for item in items:
+                    text = self.standard(item, ctx.report_layout)
+                    if text:
+                        reports.append("sensorReport" + text)
+            elif plan.is_extension:
+                extensions.append((plan, value))
             else:
                 raise _Slow
-        if extensions and (count <= 1 or _names_block_extensions(names)):
+        if extensions and (count <= 1 or blocked):
             raise _Slow
         metadata.sort()
         reports.sort()
         rest: list[str] = []
-        for name, value in extensions:
-            rest.extend(self.extension(name, value))
+        for plan, value in extensions:
+            rest.extend(self.extension(plan, value))
         rest.sort()
         return "".join(metadata) + "".join(reports) + "".join(rest)
-
-    def ordered(self, name: str, value: Any) -> str:
-        if name in _SIMPLE_FIELDS:
-            if not isinstance(value, (list, tuple)):
-                return self.field(name, value)
-            values = self.fields(name, value)
-            if len(values) > 1:
-                values.sort()
-            return "".join(values)
-        items = value if isinstance(value, list) else (value,)
-        if name in _EPC_FIELDS:
-            values = self.fields("epc", items)
-        elif name in _QUANTITY_FIELDS:
-            values = []
-            for item in items:
-                if not item:
-                    raise _Slow  # an empty element is not a quantityElement
-                text = self.standard_object(item, _QUANTITY_KEYS)
-                if text:
-                    values.append("quantityElement" + text)
-        elif name == "persistentDisposition":
-            if not isinstance(value, dict):
-                raise _Slow
-            text = self.standard_object(value, ("set", "unset"))
-            return name + text if text else ""
-        elif name == "readPoint" or name == "bizLocation":
-            if not isinstance(value, dict):
-                return "".join(self.fields(name, value))
-            text = self.standard_object(value, ("id",))
-            return name + text if text else ""
-        elif name == "sensorElementList":
-            values = ["sensorElement" + text for text in (self.sensor_element(item) for item in items) if text]
-        else:  # pragma: no cover - every ordered name is handled above
-            raise _Slow
-        if not values:
-            return ""
-        if len(values) > 1:
-            values.sort()
-        return name + "".join(values)
 
     def paired(self, name: str, value: Any) -> str:
         items = value if isinstance(value, list) else (value,)
         if not items:
             return ""
+        by_tail = self.by_tail
+        keys = self.keys
         pairs: list[str] = []
         for item in items:
             if not isinstance(item, dict) or not (
@@ -1740,14 +1851,61 @@ class _Direct:
                 raise _Slow
             parts: list[str] = []
             for key, field in item.items():
-                if key in _SKIPPED_KEYS or key.startswith("@") or isinstance(field, (dict, list)):
+                plan = keys.get(key)  # a key answered before is no skipped or "@" key
+                if plan is None:
+                    if key in _SKIPPED_KEYS or key.startswith("@"):
+                        raise _Slow
+                    plan = self.ctx.plan(key)
+                if field.__class__ is str and field not in by_tail:
+                    if len(parts) < 2:
+                        text = plan.leaf.raw.get(field)
+                        parts.append(text if text is not None else self.fresh(plan.leaf, field))
+                elif isinstance(field, (dict, list)):
                     raise _Slow
-                if len(parts) < 2:
-                    parts.append(self.leaf(self.key_names.get(key) or self.key(key), field))
+                elif len(parts) < 2:
+                    parts.append(self.piece(plan.leaf, field))
             pairs.append("".join(parts))
         if len(pairs) > 1:
             pairs.sort()
         return name + "".join(pairs)
+
+    def positioned(self, key: _Key, value: Any) -> str:
+        """A standard event field other than a scalar one (``_field`` of it, when all is consumed)."""
+        code = key.code
+        ctx = self.ctx
+        items = value if isinstance(value, list) else (value,)
+        if code == _SIMPLE:
+            texts = self.pieces_of(key.field, value if isinstance(value, (list, tuple)) else (value,))
+            if len(texts) > 1:
+                texts.sort()
+            return "".join(texts)
+        if code == _EPCS:
+            return _named(key.name, self.pieces_of(ctx.epc, items))
+        if code == _QUANTITIES:
+            texts = []
+            for item in items:
+                if not item:
+                    raise _Slow  # an empty element is not a quantityElement
+                text = self.standard(item, ctx.quantity_layout)
+                if text:
+                    texts.append("quantityElement" + text)
+            return _named(key.name, texts)
+        if code == _LOCATION:
+            if not isinstance(value, dict):
+                return "".join(self.pieces_of(key.field, value if isinstance(value, (list, tuple)) else (value,)))
+            text = self.standard(value, ctx.location_layout)
+            return key.name + text if text else ""
+        if code == _PERSISTENT:
+            if not isinstance(value, dict):
+                raise _Slow
+            text = self.standard(value, ctx.persistent_layout)
+            return key.name + text if text else ""
+        texts = []  # _SENSORS
+        for item in items:
+            text = self.sensor_element(item)
+            if text:
+                texts.append("sensorElement" + text)
+        return _named(key.name, texts)
 
     def event(self, event: Mapping[str, Any]) -> str:
         kind = event.get("type")
@@ -1755,41 +1913,41 @@ class _Direct:
             raise _Slow
         slots: list[str] = [""] * len(_PROPERTY_ORDER)
         rest: list[str] = []
-        names: list[str] = []
-        key_names = self.key_names
+        blocked = False
+        keys = self.keys
+        by_tail = self.by_tail
         for key, value in event.items():
-            name = key_names.get(key)  # a key answered before is no skipped, "@" or non-string key
-            if name is None:
-                if key in _SKIPPED_KEYS:
-                    if key == "#text":
-                        raise _Slow
-                    continue
-                if key.startswith("@") or not isinstance(key, str):
-                    raise _Slow
-                name = self.key(key)
-            names.append(name)
-            position = _POSITION.get(name)
-            if position is not None:
-                if name in _SIMPLE_FIELDS and not isinstance(value, (list, tuple)):
-                    slots[position] = self.field(name, value)  # ordered(), one call fewer
+            plan = keys.get(key)
+            if plan is None:
+                plan = self.ctx.plan(key)
+            code = plan.code
+            if code == _SIMPLE and value.__class__ is str and value not in by_tail:
+                text = plan.field.raw.get(value)
+                slots[plan.position] = text if text is not None else self.fresh(plan.field, value)
+            elif code <= _SENSORS:
+                slots[plan.position] = self.positioned(plan, value)
+            elif code == _EXTENSION:
+                if plan.leafable and value.__class__ is str and value not in by_tail:
+                    text = plan.leaf.raw.get(value)
+                    rest.append(text if text is not None else self.fresh(plan.leaf, value))
                 else:
-                    slots[position] = self.ordered(name, value)
-            elif name in _IGNORED_FIELDS:
-                continue
-            elif name in _PAIRED_LISTS:
-                text = self.paired(name, value)
+                    rest.extend(self.extension(plan, value))
+            elif code == _PAIRED:
+                text = self.paired(plan.name, value)
                 if text:
                     rest.append(text)
-            elif name in _UNSORTED_MARKERS:
+            elif code == _SKIP:
+                continue
+            elif code == _SLOW:
                 raise _Slow
-            else:
-                rest.extend(self.extension(name, value))
-        if not _names_block_extensions(names):
+            if plan.blocks:
+                blocked = True
+        if not blocked:
             raise _Slow  # no eventTime/action: the package treats top-level extensions differently
         if len(rest) > 1:
             rest.sort()
-        if self.tail_ends and kind.endswith(self.tail_ends):
-            kind = self.tails.get(kind) or kind
+        if kind in by_tail:
+            kind = self.get(kind) or kind
         return "eventType=" + kind + "".join(slots) + "".join(rest)
 
 
@@ -1865,15 +2023,26 @@ def _vocabulary_values(event: Mapping[str, Any], ctx: _Context) -> set[str] | No
 
 
 _IGNORED_VALUES: Final = tuple(sorted(_IGNORED_FIELDS - {"type"}))
-_METADATA_FIELDS: Final = tuple(name for name, _ in _SENSOR_METADATA_ORDER)
-_REPORT_FIELDS: Final = tuple(name for name, _ in _SENSOR_REPORT_ORDER)
 
 
 class _Context:
     """What the pre-hash string needs from a ``@context``: computed once per distinct context (see
-    :func:`_context`), shared read-only by the events under it."""
+    :func:`_context`), shared by the events under it (its memos only ever hold pure results)."""
 
-    __slots__ = ("interesting", "names", "namespaces", "prefixes", "times", "value_ns", "values")
+    __slots__ = (
+        "epc",
+        "interesting",
+        "keys",
+        "location_layout",
+        "metadata_layout",
+        "namespaces",
+        "persistent_layout",
+        "prefixes",
+        "quantity_layout",
+        "report_layout",
+        "shared_pieces",
+        "value_ns",
+    )
 
     def __init__(self, context: list[Any]) -> None:
         self.namespaces = _namespaces(context)
@@ -1887,29 +2056,58 @@ class _Context:
         #: The prefixes that expand into the CBV / GS1 voc namespaces.
         self.interesting = {p for p, iri in prefixes.items() if iri.startswith(_EXPANDED_PREFIXES)}
         self.value_ns = _value_namespaces(self.namespaces)
-        self.names: dict[str, str] = {}
-        #: ``_Direct.plain`` of string values, for non-timestamp and timestamp fields.
-        self.values: dict[str, str] = {}
-        self.times: dict[str, str] = {}
+        #: How the direct path reads each JSON key met so far (:meth:`plan`).
+        self.keys: dict[str, _Key] = {}
+        self.shared_pieces: dict[tuple[str, bool], _Pieces] = {}
+        self.epc = self.pieces("epc", leaf=False)
+        self.quantity_layout = _Layout(_QUANTITY_KEYS, self)
+        self.location_layout = _Layout(("id",), self)
+        self.persistent_layout = _Layout(("set", "unset"), self)
+        self.metadata_layout = _Layout(_METADATA_FIELDS, self)
+        self.report_layout = _Layout(_REPORT_FIELDS, self)
 
     def key(self, text: str) -> str:
-        """``_Builder.key`` (a JSON key as a tree name), remembered per key."""
-        name = self.names.get(text)
-        if name is None:
-            name = text
-            if ":" in text:
-                prefix, _, rest = text.partition(":")
-                iri = self.namespaces.get(prefix)
-                if iri is not None:
-                    name = iri + rest
-            if len(self.names) < _MAX_NAMES:
-                self.names[text] = name
-        return name
+        """``_Builder.key``: a JSON key as a tree name."""
+        if ":" in text:
+            prefix, _, rest = text.partition(":")
+            iri = self.namespaces.get(prefix)
+            if iri is not None:
+                return iri + rest
+        return text
+
+    def pieces(self, name: str, *, leaf: bool) -> _Pieces:
+        """The memoised pieces of a field (``leaf``: an extension leaf) named ``name``."""
+        found = self.shared_pieces.get((name, leaf))
+        if found is None:
+            found = _Pieces(name, leaf=leaf)
+            if len(self.shared_pieces) < _MAX_NAMES:
+                self.shared_pieces[name, leaf] = found
+        return found
+
+    def plan(self, key: Any) -> _Key:
+        """How the direct path reads a JSON key (remembered). Raises _Slow for a key it leaves to the tree."""
+        if not isinstance(key, str):
+            raise _Slow
+        found = self.keys.get(key)
+        if found is not None:
+            return found
+        if key in _SKIPPED_KEYS:
+            if key == "#text":
+                raise _Slow
+            return _SKIPPED
+        if key.startswith("@"):
+            raise _Slow
+        found = _Key(self.key(key), self)
+        if len(self.keys) < _MAX_NAMES:
+            self.keys[key] = found
+        return found
 
 
 _MAX_NAMES: Final = 4096
 _MAX_CONTEXTS: Final = 64
 _CONTEXTS: dict[tuple[Any, ...], _Context] = {}
+#: The context list met last (a copy) and its _Context.
+_LAST_CONTEXT: tuple[list[Any], _Context] | None = None
 
 
 def _context(context: list[Any]) -> _Context:
@@ -1917,6 +2115,10 @@ def _context(context: list[Any]) -> _Context:
     string-or-``@id`` members of objects count (what :func:`_namespaces` and the prefixes read), so the
     key is the entries with objects as their item tuples; an object with an object member is not
     hashable and gets a context of its own."""
+    global _LAST_CONTEXT
+    last = _LAST_CONTEXT
+    if last is not None and context == last[0]:  # the usual case: every event of a document, every call of a service
+        return last[1]
     key = tuple(
         [item if isinstance(item, str) else tuple(item.items()) if isinstance(item, dict) else None for item in context]
     )
@@ -1928,6 +2130,8 @@ def _context(context: list[Any]) -> _Context:
         if len(_CONTEXTS) >= _MAX_CONTEXTS:
             _CONTEXTS.clear()
         found = _CONTEXTS[key] = _Context(context)
+    # A copy to compare with: the caller may change its objects in place later.
+    _LAST_CONTEXT = ([dict(item) if isinstance(item, dict) else item for item in context], found)
     return found
 
 
@@ -1940,7 +2144,7 @@ def prehash_string(event: Mapping[str, Any], context: Iterable[Any], *, direct: 
         vocabulary = _vocabulary_values(event, ctx)
         if vocabulary is not None:
             try:
-                return _Direct(ctx, _Tails(vocabulary), vocabulary).event(event)
+                return _Direct(ctx, vocabulary).event(event)
             except _Slow:
                 pass
     builder = _Builder(dict(ctx.namespaces), _Tails(_expanded_values(event, ctx.prefixes)))
@@ -1952,9 +2156,15 @@ def prehash_string(event: Mapping[str, Any], context: Iterable[Any], *, direct: 
 
 
 def clear_caches() -> None:
-    """Empty the value caches (canonical values, timestamps, check digits) and the context cache; for
-    benchmarks that must not time a warm cache. Results never depend on them."""
+    """Empty the value caches (canonical values, timestamps, check digits, bare-value tails) and the
+    context cache with its per-context memos; for benchmarks that must not time a warm cache. Results
+    never depend on them."""
+    global _TAIL_INDEX, _LAST_CONTEXT
+    _LAST_CONTEXT = None
     _CANONICAL.clear()
     _UTC_MILLIS.clear()
+    _UTC_HOURS.clear()
+    _SGTIN_HEADS.clear()
     _with_check.cache_clear()
     _CONTEXTS.clear()
+    _TAIL_INDEX = _TailIndex()
