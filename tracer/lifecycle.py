@@ -15,13 +15,19 @@ Registry v2 adds: clearance by the low-risk rule (entered -> cleared, no officer
 lifting a hold (held -> cleared), release manifests (many parcels by index, the summed quantity written off)
 and observations (a step on the lot's chain that changes no state). The ledger always conserves:
 released + destroyed + returned + remaining = received (:func:`ledger_conserved`).
+
+Registry v3 adds split batches: many parcels off a stored lot in one step (one event each), the chain keeping
+only the Merkle root of their leaves. Such a parcel has no record on chain until someone registers it with its
+proof (:func:`check_registration`); its own steps (documents, release, delivery) need the record, a manifest
+releases it by index without one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 
-from tracer.exceptions import OverRelease, PermissionDenied, StepOutOfOrder
+from tracer.exceptions import DuplicateRecord, NotFound, OverRelease, PermissionDenied, StepOutOfOrder
 
 
 class Step(StrEnum):
@@ -135,6 +141,48 @@ def check_split(
         raise StepOutOfOrder(subject, Step.SPLIT, state)
     if split + disposed + quantity > received:
         raise OverRelease(subject, quantity, received - split - disposed)
+
+
+def check_split_batch(
+    *,
+    state: LotState,
+    recalled: bool,
+    subject: str,
+    received: int,
+    split: int,
+    quantities: Sequence[int],
+    disposed: int = 0,
+) -> None:
+    """Raises unless parcels of ``quantities`` may be split off the lot in one batch: as one split of their sum,
+    with at least one parcel and at least as many units as parcels (the chain sees only the total; a parcel's
+    own quantity is checked when it is registered, see :func:`check_registration`)."""
+    if recalled or state is not LotState.STORED:
+        check_split(state=state, recalled=recalled, subject=subject, received=received, split=split, quantity=0)
+    if not quantities or sum(quantities) < len(quantities):
+        raise StepOutOfOrder(subject, Step.SPLIT, "a batch needs parcels and at least one unit per parcel")
+    check_split(
+        state=state, recalled=recalled, subject=subject, received=received, split=split, quantity=sum(quantities),
+        disposed=disposed,
+    )  # fmt: skip
+
+
+def check_registration(
+    *, registered: bool, subject: str, first_index: int, count: int, index: int, quantity: int
+) -> None:
+    """Raises unless a parcel of a split batch may get its record now: its index within the batch's range, not
+    registered yet, at least one unit (anyone may register; the proof ties the leaf to the batch's root)."""
+    if not first_index <= index < first_index + count:
+        raise NotFound("parcel index in the split batch", f"{subject} at {index}")
+    if registered:
+        raise DuplicateRecord("parcel", subject)
+    if quantity < 1:
+        raise StepOutOfOrder(subject, Step.SPLIT, "a parcel of no units")
+
+
+def check_parcel_record(*, registered: bool, subject: str) -> None:
+    """Raises NotFound unless the parcel has its record on chain (a parcel's own steps need it)."""
+    if not registered:
+        raise NotFound("parcel record", subject)
 
 
 def check_document(*, parcel_state: ParcelState, subject: str, step: Step, present: set[str]) -> None:

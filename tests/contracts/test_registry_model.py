@@ -16,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from registry_support import (
     LOT_STATE,
     PARCEL_STATE,
+    SplitBatch,
     decode_custom_error,
     fresh_hash,
     fresh_lot,
@@ -24,7 +25,7 @@ from registry_support import (
 )
 from web3.exceptions import ContractCustomError
 
-from tracer.exceptions import OverRelease, PermissionDenied, StepOutOfOrder, TracerError
+from tracer.exceptions import DuplicateRecord, NotFound, OverRelease, PermissionDenied, StepOutOfOrder, TracerError
 from tracer.lifecycle import (
     Disposal,
     InspectionResult,
@@ -35,11 +36,14 @@ from tracer.lifecycle import (
     check_disposal,
     check_document,
     check_manifest_lot,
+    check_parcel_record,
     check_recall,
+    check_registration,
     check_release,
     check_role,
     check_rule_clearance,
     check_split,
+    check_split_batch,
     ledger_conserved,
     lot_state_after,
 )
@@ -63,8 +67,12 @@ REFUSALS = {
         "TraceRegistryAlreadyReleased",
         "TraceRegistryUnknownParcelIndex",
         "TraceRegistryQuantityBelowParcels",
+        "TraceRegistryEmptySplit",
     },
+    NotFound: {"TraceRegistryUnknownParcel", "TraceRegistryIndexOutOfSplit"},
+    DuplicateRecord: {"TraceRegistryParcelExists"},
 }
+MODEL_REFUSALS = tuple(REFUSALS)
 ROLES = ("enterprise", "other_enterprise", "warehouse", "customs", "carrier", "payment", "outsider")
 DOCUMENT_STEPS = (Step.ORDER, Step.PAYMENT, Step.WAYBILL)
 _LOT_STATES = {name.lower(): value for name, value in LOT_STATE.items()}
@@ -79,6 +87,10 @@ class ModelParcel:
     quantity: int
     state: ParcelState = ParcelState.SPLIT
     documents: set[str] = field(default_factory=set)
+    # A parcel of a split batch has no record on chain until it is registered (with its batch's proof).
+    registered: bool = True
+    batch: SplitBatch | None = None
+    position: int = 0
 
 
 @dataclass
@@ -130,7 +142,7 @@ def test_contract_and_model_agree_and_conserve_quantity(w3, registry, accounts):
             try:
                 predict()
                 expected: type[TracerError] | None = None
-            except (PermissionDenied, OverRelease, StepOutOfOrder) as exc:
+            except MODEL_REFUSALS as exc:
                 expected = type(exc)
             try:
                 call.transact({"from": getattr(accounts, sender_name)})
@@ -299,6 +311,53 @@ def test_contract_and_model_agree_and_conserve_quantity(w3, registry, accounts):
 
             self.agree(predict, fns.splitParcel(lot.id, lot.seq, parcel, quantity, fresh_hash()), sender, apply)
 
+        @precondition(lambda self: self.lots)
+        @rule(data=st.data(), sender=senders("warehouse"), quantities=st.lists(st.integers(0, 6), max_size=4))
+        def split_batch(self, data, sender, quantities):
+            stored = [lot for lot in self.lots if lot.state is LotState.STORED and not lot.recalled]
+            lot = data.draw(st.sampled_from(stored or self.lots))
+            parcels = [(fresh_parcel(), q) for q in quantities]
+            batch = SplitBatch.of(lot.id, lot.seq, len(lot.parcels), parcels) if parcels else None
+
+            def predict():
+                self.role_check(Step.SPLIT, sender)
+                check_split_batch(
+                    state=lot.state, recalled=lot.recalled, subject="lot", received=lot.received, split=lot.split,
+                    quantities=quantities, disposed=lot.destroyed + lot.returned,
+                )  # fmt: skip
+
+            def apply():
+                assert batch is not None
+                for position, (parcel, quantity) in enumerate(batch.parcels):
+                    lot.parcels.append(
+                        ModelParcel(parcel, batch.first_index + position, quantity, registered=False, batch=batch,
+                                    position=position)
+                    )  # fmt: skip
+                lot.split += batch.quantity
+                lot.seq += len(quantities)
+
+            # An empty batch has no tree: it is sent with a made-up root (the chain refuses it all the same).
+            call = batch.call(registry) if batch else fns.splitParcels(lot.id, lot.seq, fresh_hash(), 0, [])
+            self.agree(predict, call, sender, apply)
+
+        @precondition(lambda self: any(p.batch for lot in self.lots for p in lot.parcels))
+        @rule(data=st.data())
+        def register(self, data):
+            parcel = data.draw(st.sampled_from([p for lot in self.lots for p in lot.parcels if p.batch]))
+            batch = parcel.batch
+            assert batch is not None
+
+            def predict():
+                check_registration(
+                    registered=parcel.registered, subject="parcel", first_index=batch.first_index,
+                    count=len(batch.parcels), index=parcel.index, quantity=parcel.quantity,
+                )  # fmt: skip
+
+            def apply():
+                parcel.registered = True
+
+            self.agree(predict, batch.register_call(registry, parcel.position), "outsider", apply)
+
         @precondition(lambda self: any(lot.parcels for lot in self.lots))
         @rule(data=st.data(), sender=senders("enterprise", "payment", "carrier"), kind=st.sampled_from(DOCUMENT_STEPS))
         def attach(self, data, sender, kind):
@@ -307,6 +366,7 @@ def test_contract_and_model_agree_and_conserve_quantity(w3, registry, accounts):
 
             def predict():
                 self.role_check(kind, sender)
+                check_parcel_record(registered=parcel.registered, subject="parcel")
                 if kind is Step.ORDER and getattr(accounts, sender) != lot.enterprise:
                     raise PermissionDenied(sender, "enterprise", "the lot's own enterprise")
                 check_document(parcel_state=parcel.state, subject="parcel", step=kind, present=parcel.documents)
@@ -326,6 +386,7 @@ def test_contract_and_model_agree_and_conserve_quantity(w3, registry, accounts):
 
             def predict():
                 self.role_check(Step.RELEASE, sender)
+                check_parcel_record(registered=parcel.registered, subject="parcel")
                 check_release(
                     parcel_state=parcel.state, recalled=lot.recalled, subject="parcel", present=parcel.documents,
                     received=lot.received, released=lot.released, quantity=parcel.quantity, lot="lot",
@@ -372,6 +433,7 @@ def test_contract_and_model_agree_and_conserve_quantity(w3, registry, accounts):
 
             def predict():
                 self.role_check(Step.DELIVERY, sender)
+                check_parcel_record(registered=parcel.registered, subject="parcel")
                 check_delivery(parcel_state=parcel.state, subject="parcel")
 
             def apply():
@@ -451,7 +513,8 @@ def test_contract_and_model_agree_and_conserve_quantity(w3, registry, accounts):
                 record = fns.getLot(lot.id).call()
                 assert (record[0], record[1], record[7]) == (_LOT_STATES[lot.state.value], lot.recalled, lot.seq)
                 for parcel in lot.parcels:
-                    assert fns.getParcel(parcel.id).call()[1] == _PARCEL_STATES[parcel.state.value]
+                    expected = _PARCEL_STATES[parcel.state.value] if parcel.registered else PARCEL_STATE["None"]
+                    assert fns.getParcel(parcel.id).call()[1] == expected
 
     run_state_machine_as_test(
         RegistryModel,
