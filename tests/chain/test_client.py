@@ -17,6 +17,7 @@ from tracer.chain.compiler import RegistryArtifact
 from tracer.chain.supervisor import free_port
 from tracer.config import PROJECT_ROOT
 from tracer.exceptions import ChainUnavailable, ContractReverted
+from tracer.merkle import SPLIT_PARCEL_TYPES, StandardMerkleTree
 
 pytestmark = pytest.mark.anvil
 
@@ -72,6 +73,43 @@ def test_declared_lot_reads_back_as_recorded_event(registry: ChainClient, anvil_
         1,
     )
     assert lot["head"] == event.head
+
+
+def test_a_split_batch_reads_back_as_one_event_per_parcel(
+    registry: ChainClient, anvil_actors: Actors, lot_id: bytes
+) -> None:
+    a = anvil_actors
+    for index, (sender, function, args) in enumerate(
+        [
+            (a.enterprise, "declareLot", [lot_id, 100]),
+            (a.warehouse, "recordEntry", [lot_id, 1, 100]),
+            (a.customs, "recordInspection", [lot_id, 2, 0]),
+            (a.warehouse, "recordStorage", [lot_id, 3]),
+        ]
+    ):
+        _send(registry, sender, function, *args, keccak(text=f"step {index}"))
+    prior = registry.get_lot(lot_id)["head"]
+    parcels = [keccak(text=f"parcel {n}") for n in range(3)]
+    tree = StandardMerkleTree.of([(p, i, 2) for i, p in enumerate(parcels)], SPLIT_PARCEL_TYPES)
+    hashes = [keccak(text=f"split {n}") for n in range(3)]
+
+    receipt = _send(registry, a.warehouse, "splitParcels", lot_id, 4, tree.root, 6, hashes)
+
+    events = registry.lot_events(lot_id)[4:]
+    assert list(receipt.events) == events
+    assert [(e.seq, e.step_name, e.subject, e.event_hash) for e in events] == [
+        (4 + n, "Split", tree.root, hashes[n]) for n in range(3)
+    ]
+    assert [e.parcel_index for e in events] == [0, 1, 2] and {e.split_range for e in events} == {(0, 3)}
+    assert {(e.author, e.log_index, e.tx_hash) for e in events} == {(a.warehouse.address, 0, receipt.tx_hash)}
+    head = prior
+    for event in events:
+        head = _head(head, event.event_hash)
+        assert event.head == head
+    assert registry.get_lot(lot_id)["head"] == head
+    registered = _send(registry, a.payment, "registerParcel", lot_id, 0, 3, parcels[1], 1, 2, tree.proof(1))
+    assert registered.gas_used * 1.2 <= GAS_LIMITS["registerParcel"]
+    assert registry.get_parcel(parcels[1])["lotId"] == lot_id
 
 
 def test_whole_journey_is_recorded_in_order_within_the_gas_limits(
