@@ -311,3 +311,10 @@ def test_split_and_release_by_documents(driver: Driver, registry: Contract) -> N
     parcel = batch.parcels[0][0]
     driver.attach(parcel, "Order")
     assert registry.functions.getParcel(parcel).call()[4] == 1 << DOCUMENT["Order"]
+
+
+@pytest.mark.parametrize("count", [1, 100])
+def test_a_batch_of_n_parcels_costs_at_most_80000_plus_2000_per_parcel(driver: Driver, count: int) -> None:
+    lot = driver.stored_lot()
+    batch = driver.split_batch(lot, _parcels(*[1] * count))
+    assert batch.receipt["gasUsed"] <= 80_000 + 2_000 * count, batch.receipt["gasUsed"]
