@@ -174,7 +174,7 @@ def main() -> None:
                     signature = Account.unsafe_sign_hash(
                         batch_digest(domain, actor.address, batch), actor.key
                     ).signature
-                    call = ((actor.address, DEADLINE, [g.as_tuple() for g in batch]), bytes(signature), [])
+                    call = ((actor.address, DEADLINE, [g.as_tuple() for g in batch]), bytes(signature), [], [])
                     # Estimated: a transaction's gas is capped (EIP-7825, 2^24), so batches stay ~OPS_PER_TX ops.
                     sent.append(client.send_call(sender=relayer, function="recordSigned", args=list(call),
                                                  nonce=nonce))  # fmt: skip
