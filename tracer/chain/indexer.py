@@ -165,7 +165,9 @@ class Indexer(Worker):
             lot_id = "0x" + entry.lot_id.hex()
             block_hash = "0x" + entry.block_hash.hex()
             known = session.exec(
-                select(ChainLog.id).where(ChainLog.block_hash == block_hash, ChainLog.log_index == entry.log_index)
+                select(ChainLog.id).where(
+                    ChainLog.block_hash == block_hash, ChainLog.log_index == entry.log_index, ChainLog.seq == entry.seq
+                )
             ).first()
             if known is None:
                 session.add(

@@ -182,9 +182,11 @@ class CaptureJob(SQLModel, table=True):
 
 
 class ChainLog(SQLModel, table=True):
-    """An ``EventRecorded`` log the indexer read from the registry: the chain's own account of a lot."""
+    """An event the indexer read from the registry's logs (an ``EventRecorded`` log, or one parcel's event of a
+    ``ParcelsSplit`` log): the chain's own account of a lot."""
 
-    __table_args__ = (UniqueConstraint("block_hash", "log_index"),)
+    # A split batch's ParcelsSplit log holds one event per parcel: the log and the sequence number name a row.
+    __table_args__ = (UniqueConstraint("block_hash", "log_index", "seq"),)
 
     id: int | None = Field(default=None, primary_key=True)
     lot_id: str = Field(index=True, max_length=66)
