@@ -8,6 +8,9 @@ from typing import Any
 import pytest
 from api_support import Api, ProblemCheck
 
+# Each finding is refused before the store is touched: one store (SQLite) is enough.
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
 
 def test_an_audit_of_an_enterprise_that_is_no_address_is_400_not_500(api: Api, problem: ProblemCheck) -> None:
     auditor = api.actor("auditor-1", "auditor")

@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from api_support import GTIN, Api, ProblemCheck
+from api_support import declaration as lot_declaration
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
@@ -310,7 +311,9 @@ def test_every_json_endpoint_refuses_deep_nesting_and_nul_with_400(
 ) -> None:
     headers = {"Authorization": f"Bearer {enterprise}", "Content-Type": "application/json"}
     before = row_counts(api.service.engine)
-    for body in (b"[" * 100_000 + b"]" * 100_000, b'{"gtin": "0942190296005\\u0000"}'):
+    # A declaration whose only fault is a NUL in its product name: PostgreSQL would refuse to store it (a 500).
+    nul = json.dumps(lot_declaration(product_name="Infant formula\x00")).encode()
+    for body in (b"[" * 100_000 + b"]" * 100_000, nul):
         problem(api.http.post(path, content=body, headers=headers), 400)
     assert row_counts(api.service.engine) == before
 
