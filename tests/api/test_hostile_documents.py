@@ -10,6 +10,7 @@ control characters, SQL and HTML in every text field, broken UTF-8.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import time
@@ -20,18 +21,21 @@ from typing import Any
 import pytest
 from api_support import GTIN, Api, ProblemCheck
 from api_support import declaration as lot_declaration
+from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 from sqlmodel import Session, SQLModel
 
 from api.limits import Limits, RequestLimits
+from api.main import create_app
 from tracer.config import Settings
 
 LOT_CLASS = f"https://id.gs1.org/01/{GTIN}/10/HOSTILE-1"
 NS = "https://ns.tracer.dev/epcis/"
 CONTEXT = ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld", {"tracer": NS}]
 DEFAULTS = Settings()
+_LIMIT_FIELDS = ("capture_limit", "max_body_bytes", "max_json_depth", "max_string_length")
 MB = 1024 * 1024
 #: Loose on purpose: a refusal takes milliseconds; seconds would mean the document was parsed or applied.
 REFUSED_WITHIN_SECONDS = 2.0
@@ -442,3 +446,38 @@ def test_a_request_framing_no_body_reaches_the_route_untouched() -> None:
     scope = {"type": "http", "method": "GET", "path": "/00/095212340000000012", "headers": [], "query_string": b""}
     asyncio.run(RequestLimits(app, limits)(scope, receive, receive))  # type: ignore[arg-type]
     assert handed == [receive]
+
+
+# -- the limits are settings ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_limits_are_read_from_the_environment_and_enforced(
+    api: Api, enterprise: str, problem: ProblemCheck, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in (
+        ("CAPTURE_LIMIT", "2"),
+        ("MAX_BODY_BYTES", "4096"),
+        ("MAX_JSON_DEPTH", "8"),
+        ("MAX_STRING_LENGTH", "64"),
+    ):
+        monkeypatch.setenv(f"TRACER_{name}", value)
+    service = dataclasses.replace(
+        api.service, settings=Settings(**api.service.settings.model_dump(exclude={*_LIMIT_FIELDS}))
+    )
+    with TestClient(create_app(service, run_writer=False)) as http:
+        headers = {"Authorization": f"Bearer {enterprise}", "Content-Type": "application/json"}
+
+        def post(body: bytes) -> Any:
+            return http.post("/capture", content=body, headers=headers)
+
+        problem(post(_encoded(document(*[declaration()] * 3))), 413, pointer="/epcisBody/eventList")
+        problem(post(_encoded(document(declaration(**{"tracer:pad": "x" * 4096})))), 413)
+        problem(post(_nested(8)), 400)
+        problem(
+            post(_encoded(document(declaration(**{"tracer:note": "n" * 65})))), 400, pointer=_EVENT + "/tracer:note"
+        )
+        accepted = post(_encoded(document(declaration())))
+        assert accepted.status_code == 202, accepted.text
+        assert accepted.headers["GS1-EPCIS-Capture-Limit"] == "2"
+        assert accepted.headers["GS1-EPCIS-Capture-File-Size-Limit"] == "4096"
