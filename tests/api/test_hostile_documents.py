@@ -13,12 +13,15 @@ import asyncio
 import dataclasses
 import json
 import os
+import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import uvicorn
 from api_support import GTIN, Api, ProblemCheck
 from api_support import declaration as lot_declaration
 from fastapi.testclient import TestClient
@@ -481,3 +484,30 @@ def test_the_limits_are_read_from_the_environment_and_enforced(
         assert accepted.status_code == 202, accepted.text
         assert accepted.headers["GS1-EPCIS-Capture-Limit"] == "2"
         assert accepted.headers["GS1-EPCIS-Capture-File-Size-Limit"] == "4096"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_real_server_answers_a_declared_10_mb_body_at_once_without_waiting_for_it(api: Api, enterprise: str) -> None:
+    """Over uvicorn and a socket: the headers announce 10 MB, no byte of it is ever sent, the 413 comes anyway."""
+    server = uvicorn.Server(uvicorn.Config(api.http.app, host="127.0.0.1", port=0, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        port = server.servers[0].sockets[0].getsockname()[1]
+        request = (
+            f"POST /capture HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {enterprise}\r\n"
+            f"Content-Type: application/ld+json\r\nContent-Length: {10 * MB}\r\n\r\n"
+        )
+        with socket.create_connection(("127.0.0.1", port), timeout=REFUSED_WITHIN_SECONDS) as connection:
+            started = time.perf_counter()
+            connection.sendall(request.encode())
+            status_line = connection.recv(4096).split(b"\r\n", 1)[0]
+            seconds = time.perf_counter() - started
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+    assert status_line.split()[:2] == [b"HTTP/1.1", b"413"], status_line
+    assert seconds < REFUSED_WITHIN_SECONDS
