@@ -191,10 +191,7 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         if (!MerkleProof.verifyCalldata(proof, root, leaf)) revert TraceRegistryInvalidProof(lotId, parcelId);
 
         // A parcel a manifest released already reads as Released through the lot's bitmap (see {_parcelState}).
-        parcel.lotRef = bytes12(lotId);
-        parcel.state = ParcelState.Split;
-        parcel.index = index;
-        parcel.quantity = quantity;
+        _writeParcel(parcel, lotId, index, quantity);
         emit ParcelRegistered(lotId, parcelId, index, quantity);
     }
 
@@ -588,25 +585,39 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         uint64 quantity,
         bytes32 eventHash
     ) private {
-        _checkRole(WAREHOUSE_ROLE, author);
-        LotRecord storage lot = _existingLot(lotId);
-        _checkSeq(lotId, lot, seq);
-        _checkLotState(lotId, lot, LotState.Stored, Step.Split);
-        if (lot.recalled) revert TraceRegistryLotRecalled(lotId);
+        LotRecord storage lot = _splittableLot(author, lotId, seq);
         ParcelRecord storage parcel = _parcels[parcelId];
         if (parcel.state != ParcelState.None) revert TraceRegistryParcelExists(parcelId);
         if (quantity == 0) revert TraceRegistryZeroQuantity(parcelId);
-        uint64 available = _unsplit(lot);
-        if (quantity > available) revert TraceRegistryOverSplit(lotId, quantity, available);
+        _checkSplitQuantity(lotId, lot, quantity);
 
         uint32 index = lot.parcelCount;
         lot.parcelCount = index + 1;
         lot.splitQuantity += quantity;
+        _writeParcel(parcel, lotId, index, quantity);
+        _append(author, lotId, lot, seq, Step.Split, parcelId, eventHash);
+    }
+
+    /// @dev The lot `author` splits parcels off at `seq`: a warehouse, the lot stored and not recalled.
+    function _splittableLot(address author, bytes32 lotId, uint64 seq) private view returns (LotRecord storage lot) {
+        _checkRole(WAREHOUSE_ROLE, author);
+        lot = _existingLot(lotId);
+        _checkSeq(lotId, lot, seq);
+        _checkLotState(lotId, lot, LotState.Stored, Step.Split);
+        if (lot.recalled) revert TraceRegistryLotRecalled(lotId);
+    }
+
+    function _checkSplitQuantity(bytes32 lotId, LotRecord storage lot, uint64 quantity) private view {
+        uint64 available = _unsplit(lot);
+        if (quantity > available) revert TraceRegistryOverSplit(lotId, quantity, available);
+    }
+
+    /// @dev A parcel's record, in state Split (a single split, or a batch parcel's registration).
+    function _writeParcel(ParcelRecord storage parcel, bytes32 lotId, uint32 index, uint64 quantity) private {
         parcel.lotRef = bytes12(lotId);
         parcel.state = ParcelState.Split;
         parcel.index = index;
         parcel.quantity = quantity;
-        _append(author, lotId, lot, seq, Step.Split, parcelId, eventHash);
     }
 
     /// @dev A batch of parcels off a stored lot: one root slot, the lot's counters and head written once, one log.
@@ -618,16 +629,11 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         uint64 quantity,
         bytes32[] calldata eventHashes
     ) private {
-        _checkRole(WAREHOUSE_ROLE, author);
-        LotRecord storage lot = _existingLot(lotId);
-        _checkSeq(lotId, lot, firstSeq);
-        _checkLotState(lotId, lot, LotState.Stored, Step.Split);
-        if (lot.recalled) revert TraceRegistryLotRecalled(lotId);
+        LotRecord storage lot = _splittableLot(author, lotId, firstSeq);
         uint256 count = eventHashes.length;
         if (count == 0 || parcelsRoot == bytes32(0)) revert TraceRegistryEmptySplit(lotId);
         if (quantity < count) revert TraceRegistryQuantityBelowParcels(lotId, quantity, count);
-        uint64 available = _unsplit(lot);
-        if (quantity > available) revert TraceRegistryOverSplit(lotId, quantity, available);
+        _checkSplitQuantity(lotId, lot, quantity);
 
         uint32 firstIndex = lot.parcelCount;
         // Both casts are checked: a lot holds at most 2^32 - 1 parcels and events.

@@ -37,14 +37,9 @@ class Relayer:
     ) -> Any:
         return self.registry.functions.recordSigned(batch, signature, list(prior_heads), [list(h) for h in hashes])
 
-    def submit(
-        self,
-        batch: tuple[Any, ...],
-        signature: bytes,
-        prior_heads: Sequence[bytes] = (),
-        hashes: Sequence[Sequence[bytes]] = (),
-    ) -> Any:
-        tx = self.call(batch, signature, prior_heads, hashes).transact({"from": self.sender})
+    def submit(self, *args: Any) -> Any:
+        """Sends ``call(*args)`` from the relayer and waits for its receipt."""
+        tx = self.call(*args).transact({"from": self.sender})
         return self.registry.w3.eth.wait_for_transaction_receipt(tx)
 
     def record(self, actor: LocalAccount, lots: Sequence[LotOps], **kwargs: Any) -> Any:

@@ -104,8 +104,6 @@ class Writer(Worker):
         self._confirmations = max(1, confirmations)
         # Events of a batch the registry refused go alone next time, so each gets its own verdict.
         self._solo: set[int] = set()
-        # Parcels whose record the chain holds (registered, or split by themselves): no registration needed.
-        self._registered: set[str] = set()
 
     # -- one round -----------------------------------------------------------------------------------------
 
@@ -296,11 +294,13 @@ class Writer(Worker):
     def _register_parcels(self, session: Session, runs: list[list[Event]], nonces: dict[str, int]) -> list[_Sent]:
         """Sends ``registerParcel`` (relayer key) for each parcel a run's event needs the record of and the chain
         lacks; the batches sent after it in the same lane land after it."""
+        # The chain is asked each time, not a memory of earlier rounds: a reorg or a restored node may drop a
+        # registration, and one lookup per parcel step is cheap next to the step.
         wanted: dict[str, int] = {}
         for run in runs:
             for event in run:
                 parcel_id = _parcel_named(event)
-                if parcel_id is not None and parcel_id not in self._registered:
+                if parcel_id is not None:
                     wanted.setdefault(parcel_id, event.lot_pk)
         sent: list[_Sent] = []
         for parcel_id, lot_pk in wanted.items():
@@ -340,7 +340,6 @@ class Writer(Worker):
         if parcel is None or lot is None:
             return None
         if int(self._client.get_parcel(parcel_id)["state"]) != 0:
-            self._registered.add(parcel_id)
             return None
         if split is None or split.block_number is None:
             return None
@@ -419,11 +418,8 @@ class Writer(Worker):
         except ContractReverted as refused:
             # Another relayer may have registered it first; the next round reads the chain again.
             log.warning("registering parcel %s failed: %s", item.parcel, refused)
-            return
         except ReceiptTimeout:
             log.warning("no receipt for the registration of parcel %s yet", item.parcel)
-            return
-        self._registered.add(item.parcel)
 
     def _wait_confirmations(self, block_number: int) -> None:
         while self._client.latest_block() - block_number + 1 < self._confirmations:
