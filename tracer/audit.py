@@ -67,7 +67,7 @@ FINDING_KINDS: tuple[str, ...] = (
     "unauthorized_author",
 )
 
-#: ``ITraceRegistry.Step`` of registry v2 in declaration order (the logged ``step`` is the index).
+#: ``ITraceRegistry.Step`` of registry v2 and v3 in declaration order (the logged ``step`` is the index).
 STEPS = STEP_NAMES
 
 #: The roles that may author each step (the registry's own checks, restated so an audit does not trust them).

@@ -71,9 +71,9 @@ STEP_NAMES: tuple[str, ...] = (
 ROLE_NAMES: tuple[str, ...] = ("admin", "customs_admin", "enterprise", "warehouse", "customs", "carrier", "payment")
 
 #: Gas limits per registry function, sent without an ``eth_estimateGas`` round trip: ~1.3x the gas used
-#: in a whole journey on anvil 1.7.1 (measured with registry v2 by scripts/gas_report: declareLot 97,465;
-#: recordEntry 64,509; recordInspection 47,177; recordStorage 46,826; splitParcel 71,021; attachDocument
-#: 77,526; releaseParcel 75,593 (it marks the lot's release bitmap: 20k more when it opens a new word);
+#: in a whole journey on anvil 1.7.1 (measured with registry v2, v3 within 100 gas, by scripts/gas_report:
+#: declareLot 97,465; recordEntry 64,509; recordInspection 47,177; recordStorage 46,826; splitParcel 71,021;
+#: attachDocument 77,526; releaseParcel 75,593 (it marks the lot's release bitmap: 20k more when it opens a new word);
 #: recordDelivery 49,478; recall 46,797; grantRole 51,521). tests/chain/test_client.py keeps >= 20 %
 #: headroom. A function not listed here falls back to an estimate.
 GAS_LIMITS: dict[str, int] = {
