@@ -163,7 +163,7 @@ def measure(bench: Bench) -> list[tuple[str, int, str, str]]:
         parcels, tree, first_index = bench.split_tree(lot, count)
         call = fns.splitParcels(lot, bench.seq(lot), tree.root, count, [fresh("e") for _ in parcels])
         gas = bench.send(call, bench.warehouse)
-        row(f"splitParcels: {count} parcels", gas, f"{gas / count:,.0f} per parcel", f"≤ {80_000 + 2_000 * count:,}")
+        row(f"splitParcels, N = {count}", gas, f"{gas / count:,.0f} per parcel", f"≤ {80_000 + 2_000 * count:,}")
     position = count // 2
     gas = bench.send(fns.registerParcel(lot, first_index, count, parcels[position], first_index + position, 1,
                                         tree.proof(position)), bench.relayer)  # fmt: skip
