@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     rate_limit_address_per_second: float = Field(default=2000.0, ge=0)
     rate_limit_address_burst: int = Field(default=10000, ge=1)
 
+    # How often a scan checks the chain's head for its cached per-lot logs (tracer.scan_cache, docs/scan.md): the
+    # longest a reorg or a node gone down can go unseen by scans. 0 turns the scan caches off (every scan reads
+    # the lot's logs and hashes its events afresh, the benchmark's baseline).
+    scan_check_seconds: float = Field(default=0.25, ge=0, le=5)
+
     # What one request may carry (docs/api.md, "Limits"); past them it is refused before any work is done.
     # The bytes and events are advertised on capture responses (GS1-EPCIS-Capture-File-Size-Limit and
     # GS1-EPCIS-Capture-Limit); deeper nesting or longer strings than any real EPCIS document has are refused

@@ -9,16 +9,19 @@ node does not answer, ``pending`` when some events are not on chain yet, else ``
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tracer.chain.client import ChainClient, RecordedEvent
 from tracer.epcis import event_hash, event_hash_bytes
 from tracer.exceptions import ChainUnavailable, InvalidInput, TracerError
 from tracer.merkle import SPLIT_PARCEL_TYPES, leaf_hash, process_proof
+
+if TYPE_CHECKING:
+    from tracer.scan_cache import ScanCache  # which imports this module's hash_stored
 from tracer.units import membership_problem, membership_summary
 
 
@@ -38,6 +41,21 @@ class StoredEvent(Protocol):
     payload: str
     context: str | None
     status: str
+
+
+class AnchoredEvent(StoredEvent, Protocol):
+    """A stored event with the block the database says anchors it (None while pending)."""
+
+    block_number: int | None
+
+
+EventHasher = Callable[[str, "str | None"], str]
+"""The canonical hash of an event from its stored payload and context (JSON text)."""
+
+
+def hash_stored(payload: str, context: str | None) -> str:
+    """The canonical hash of a stored event, computed afresh (raises ValueError or a TracerError if unreadable)."""
+    return event_hash(json.loads(payload), context=json.loads(context) if context else None)
 
 
 @dataclass(frozen=True)
@@ -71,16 +89,19 @@ class Verification:
 
 
 def compare_with_chain(
-    events: Sequence[StoredEvent], recorded: Sequence[RecordedEvent], *, holder: str = "the database"
+    events: Sequence[StoredEvent],
+    recorded: Sequence[RecordedEvent],
+    *,
+    holder: str = "the database",
+    hasher: EventHasher = hash_stored,
 ) -> Verification:
     """Compares stored events with the registry's log of the lot (pure: no I/O); ``holder`` names where
-    the events came from, for the reasons."""
+    the events came from, for the reasons; ``hasher`` hashes each event from its stored bytes."""
     on_chain = {r.seq: r for r in recorded}
     checks: list[EventCheck] = []
     for event in events:
         try:
-            context = json.loads(event.context) if event.context else None
-            event_id: str | None = event_hash(json.loads(event.payload), context=context)
+            event_id: str | None = hasher(event.payload, event.context)
         except (ValueError, TracerError) as exc:
             checks.append(EventCheck(event.seq, None, Status.TAMPERED, f"event {event.seq} cannot be read: {exc}"))
             on_chain.pop(event.seq, None)
@@ -118,10 +139,23 @@ def compare_with_chain(
     return _summarise(checks)
 
 
-def verify_events(*, client: ChainClient, lot_id: str, events: Sequence[StoredEvent]) -> Verification:
-    """Verifies a lot's stored events against the registry ``client`` reads; never raises for a verdict."""
+def verify_events(
+    *, client: ChainClient, lot_id: str, events: Sequence[AnchoredEvent], cache: ScanCache | None = None
+) -> Verification:
+    """Verifies a lot's stored events against the registry ``client`` reads; never raises for a verdict.
+
+    With ``cache`` (of the same client) the lot's log comes from its chain view and event hashes from its
+    table (``tracer.scan_cache``: a tampered row or a reorg still reads ``tampered``); without, both are read
+    and computed afresh.
+    """
+    if cache is not None and cache.chain.client is not client:
+        cache = None  # a cache of another node says nothing about this one
     try:
-        recorded = client.lot_events(lot_id)
+        if cache is None:
+            recorded = client.lot_events(lot_id)
+        else:
+            anchored = [e.block_number for e in events if e.block_number is not None]
+            recorded = cache.chain.lot_events(lot_id, newest_stored_block=max(anchored, default=None))
     except ChainUnavailable as exc:
         return Verification(
             status=Status.UNVERIFIABLE,
@@ -129,7 +163,7 @@ def verify_events(*, client: ChainClient, lot_id: str, events: Sequence[StoredEv
             checked_at=_now(),
             events_checked=0,
         )
-    return compare_with_chain(events, recorded)
+    return compare_with_chain(events, recorded, hasher=cache.hashes if cache is not None else hash_stored)
 
 
 def _summarise(checks: list[EventCheck]) -> Verification:

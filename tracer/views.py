@@ -19,6 +19,7 @@ from tracer.chain.splits import bundle_proofs
 from tracer.exceptions import NotFound
 from tracer.journey import lot_events
 from tracer.lifecycle import ParcelState
+from tracer.scan_cache import ScanCache
 from tracer.scans import ScanSummary
 from tracer.store.models import Event, Lot, Parcel, Unit
 from tracer.units import membership_public, packed_units
@@ -125,18 +126,20 @@ def scan_document(
     parcel: Parcel | None = None,
     unit: Unit | None = None,
     scans: ScanSummary | None = None,
+    cache: ScanCache | None = None,
 ) -> tuple[dict[str, Any], Verification]:
     """The scan JSON of a lot, of a parcel split from it, or of a unit packed into that parcel (its journey
     is its parcel's), verified against the chain now.
 
     ``scans`` (for a parcel or unit) adds the ``scans`` object and fills ``clone_warning``; each event carries
-    ``check``, its own verdict, and ``recordedAt``, the time of its block when the node answered.
+    ``check``, its own verdict, and ``recordedAt``, the time of its block when the node answered. ``cache``
+    spares re-reading the chain and re-hashing unchanged events (``tracer.scan_cache``).
     """
     path = subject_path(lot=lot, parcel=parcel, unit=unit)
     events = lot_events(session=session, lot=lot)
     # End the read before asking the node: a slow or absent node must not hold the database's lock.
     session.commit()
-    verification = verify_events(client=client, lot_id=lot.lot_id, events=events)
+    verification = verify_events(client=client, lot_id=lot.lot_id, events=events, cache=cache)
     shown = [e for e in events if e.parcel_pk is None or (parcel is not None and e.parcel_pk == parcel.id)]
     checks = {check.seq: check.status.value for check in verification.checks}
     reachable = verification.status is not Status.UNVERIFIABLE

@@ -27,6 +27,8 @@ from tracer import identifiers, journey, labels, scans
 from tracer.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
 from tracer.lifecycle import ParcelState
 from tracer.qr import qr_png, qr_svg
+from tracer.scan_cache import ScanCache
+from tracer.service import Service
 from tracer.store.models import Lot, Parcel, Unit
 from tracer.views import page_context, proof_bundle, scan_document, unit_membership
 
@@ -104,6 +106,18 @@ def _device(request: Request, session: Session) -> tuple[str, str | None]:
     return scans.device_hash(session=session, fingerprint=f"cookie|{issued}"), issued
 
 
+def _scan_cache(request: Request, service: Service) -> ScanCache | None:
+    """The process's scan caches over the service's current client (None when turned off); a client swapped
+    for another node starts with empty ones."""
+    if service.settings.scan_check_seconds <= 0:
+        return None
+    cache: ScanCache | None = getattr(request.app.state, "scan_cache", None)
+    if cache is None or cache.chain.client is not service.client:
+        cache = ScanCache.for_client(service.client, check_seconds=service.settings.scan_check_seconds)
+        request.app.state.scan_cache = cache
+    return cache
+
+
 def _set_cookie(response: Response, request: Request, name: str, value: str) -> None:
     response.set_cookie(
         name, value, max_age=_COOKIE_AGE, httponly=True, samesite="lax", secure=request.url.scheme == "https"
@@ -129,6 +143,7 @@ def _scan(
         parcel=scanned.parcel,
         unit=scanned.unit,
         scans=summary,
+        cache=_scan_cache(request, service),
     )
     response: Response
     if _wants_json(request):

@@ -1,0 +1,166 @@
+"""The scan caches (tracer.scan_cache) stay honest: a tampered row, a reorg or a node gone down is seen by the next
+scan (at once, or within the documented check interval), and a freshly anchored event is never stale."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from api_support import GTIN, LOT, Journey
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from sqlmodel import Session, select
+from web3 import Web3
+
+from tracer import identifiers
+from tracer.config import Settings
+from tracer.scan_cache import ChainView, EventHashes
+from tracer.store.models import Event
+from tracer.verify import hash_stored
+
+JSON = {"Accept": "application/json"}
+CHECK_SECONDS = 0.2
+LOT_PATH = identifiers.lot_path(GTIN, LOT)
+
+
+@pytest.fixture(name="settings")
+def short_check_settings(settings: Settings) -> Settings:
+    """The deployment's settings with a short chain-head check, so that the tests can wait it out."""
+    return settings.model_copy(update={"scan_check_seconds": CHECK_SECONDS})
+
+
+def _verification(journey: Journey) -> dict[str, Any]:
+    response = journey.api.get(LOT_PATH, headers=JSON)
+    assert response.status_code == 200, response.text
+    return dict(response.json()["verification"])
+
+
+def _stored_lot(journey: Journey) -> None:
+    journey.to_stored()
+    journey.api.anchor()
+    assert _verification(journey)["status"] == "verified"  # the lot's log and hashes are cached now
+
+
+def _chain_view(journey: Journey) -> ChainView:
+    app: Any = journey.api.http.app
+    view: ChainView = app.state.scan_cache.chain
+    return view
+
+
+def _counting_log_reads(journey: Journey, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Records each read of a lot's log the scans make (the reads themselves still go to the chain)."""
+    client = journey.api.service.client
+    reads: list[str] = []
+    real: Callable[..., Any] = client.lot_events
+
+    def lot_events(lot_id: Any, **kwargs: Any) -> Any:
+        reads.append(str(lot_id))
+        return real(lot_id, **kwargs)
+
+    monkeypatch.setattr(client, "lot_events", lot_events)
+    return reads
+
+
+def test_a_second_scan_reads_the_lots_log_from_the_cache(journey: Journey, monkeypatch: pytest.MonkeyPatch) -> None:
+    journey.to_stored()
+    journey.api.anchor()
+    reads = _counting_log_reads(journey, monkeypatch)
+    assert _verification(journey)["status"] == "verified"
+    _chain_view(journey).check_seconds = 3600  # nothing new on chain: the cached log stands
+    assert _verification(journey)["status"] == "verified"
+    assert len(reads) == 1
+
+
+def test_a_row_tampered_after_a_cached_scan_scans_tampered_at_once(journey: Journey) -> None:
+    _stored_lot(journey)
+    _chain_view(journey).check_seconds = 3600  # no check of the chain's head can help: the row's bytes must
+    with Session(journey.api.service.engine) as session:
+        event = session.exec(select(Event).where(Event.step == "entry")).one()
+        payload = json.loads(event.payload)
+        payload["quantityList"][0]["quantity"] = 990
+        event.payload = json.dumps(payload)
+        seq = event.seq
+        session.add(event)
+        session.commit()
+    verification = _verification(journey)
+    assert verification["status"] == "tampered"
+    assert f"event {seq} differs" in verification["reason"]
+
+
+def test_an_event_anchored_after_a_cached_scan_is_verified_at_once(journey: Journey) -> None:
+    journey.declare()
+    journey.api.anchor()
+    assert _verification(journey)["status"] == "verified"
+    _chain_view(journey).check_seconds = 3600  # only the stored block past the cached tip can force the check
+    response = journey.api.post(
+        f"/lots/{journey.lot_id}/entry",
+        journey.parties.warehouse,
+        {"counted_quantity": 1000, "biz_location": "https://id.gs1.org/414/9521234000006"},
+    )
+    assert response.status_code == 202, response.text
+    journey.api.anchor()
+    verification = _verification(journey)
+    assert verification["status"] == "verified" and verification["events_checked"] == 2
+
+
+def test_a_reorg_after_a_cached_scan_leaves_no_stale_verified(journey: Journey) -> None:
+    w3 = journey.api.service.client.w3
+    tester = w3.provider.ethereum_tester  # type: ignore[attr-defined]
+    journey.declare()
+    journey.api.anchor()
+    snapshot = tester.take_snapshot()
+    journey.api.post(
+        f"/lots/{journey.lot_id}/entry",
+        journey.parties.warehouse,
+        {"counted_quantity": 1000, "biz_location": "https://id.gs1.org/414/9521234000006"},
+    )
+    journey.api.anchor()
+    assert _verification(journey)["status"] == "verified"
+
+    tester.revert_to_snapshot(snapshot)  # the entry's block is gone; a longer chain grows in its place
+    tester.mine_blocks(5)
+    time.sleep(CHECK_SECONDS * 1.5)
+    verification = _verification(journey)
+    assert verification["status"] == "tampered"
+    assert "event 1 is recorded as anchored but the chain does not hold it" in verification["reason"]
+
+
+def test_the_node_going_down_after_a_cached_scan_reads_unverifiable_within_the_bound(journey: Journey) -> None:
+    _stored_lot(journey)
+    # The same client, its node gone: nothing on the service's side changes but the answers.
+    journey.api.service.client.w3.provider = Web3.HTTPProvider("http://127.0.0.1:9", request_kwargs={"timeout": 1})
+    time.sleep(CHECK_SECONDS * 1.5)
+    verification = _verification(journey)
+    assert verification["status"] == "unverifiable"
+    assert _chain_view(journey).tip is None  # and nothing cached is left to serve when it answers again
+
+
+def test_a_zero_check_interval_turns_the_caches_off(journey: Journey) -> None:
+    journey.api.service.settings.scan_check_seconds = 0
+    _stored_lot(journey)
+    app: Any = journey.api.http.app
+    assert not hasattr(app.state, "scan_cache")
+
+
+PAYLOAD = {
+    "type": "ObjectEvent",
+    "eventTime": "2026-11-27T08:00:00.000+08:00",
+    "eventTimeZoneOffset": "+08:00",
+    "action": "OBSERVE",
+    "bizStep": "https://ref.gs1.org/cbv/BizStep-inspecting",
+    "epcList": ["https://id.gs1.org/01/09421902960055/21/SN-1"],
+}
+
+
+@settings(max_examples=40, deadline=None)
+@given(quantity=st.integers(min_value=0, max_value=10**6), step=st.sampled_from(["inspecting", "storing", "shipping"]))
+def test_cached_hashes_are_those_of_the_stored_bytes(quantity: int, step: str) -> None:
+    hashes = EventHashes()
+    original = json.dumps(PAYLOAD)
+    altered = json.dumps({**PAYLOAD, "bizStep": f"https://ref.gs1.org/cbv/BizStep-{step}", "tracer:quantity": quantity})
+    assert hashes(original, None) == hash_stored(original, None)
+    assert hashes(altered, None) == hash_stored(altered, None) != hashes(original, None)
+    assert hashes(original, None) == hash_stored(original, None)  # the first entry is not overwritten
