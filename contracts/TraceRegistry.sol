@@ -636,7 +636,8 @@ contract TraceRegistry is ITraceRegistry, AccessControl, Pausable, EIP712 {
         _checkSplitQuantity(lotId, lot, quantity);
 
         uint32 firstIndex = lot.parcelCount;
-        // Both casts are checked: a lot holds at most 2^32 - 1 parcels and events.
+        // uint32(count) cannot truncate (2^32 hashes of calldata are far beyond a block); the sums are checked, so a
+        // lot holds at most 2^32 - 1 parcels and events.
         lot.parcelCount = firstIndex + uint32(count);
         lot.splitQuantity += quantity;
         lot.lastSeq += uint32(count);
