@@ -1,16 +1,18 @@
 """Schemathesis against the service's own OpenAPI schema, in process, over the real app and an eth-tester chain.
 
 Every operation gets ``TRACER_FUZZ_EXAMPLES`` cases (20 by default, so the file stays well under a minute on
-two cores) from the fixed seed ``TRACER_FUZZ_SEED``, twice: schema-valid requests (positive) and requests that
-break the schema somewhere (negative). Each is sent with the API key of the role the operation is for, so
+two cores) from the fixed seed ``TRACER_FUZZ_SEED``, in three passes: schema-valid requests (positive),
+requests that break the schema somewhere (negative), and schema-valid requests whose path names a real lot and
+parcel (positive on records). Each is sent with the API key of the role the operation is for, so
 the fuzzing reaches past authentication into the routes. Every answer must be no 5xx, carry a status and a
 media type the schema declares, match the declared body and headers, and a negative request must be refused
 (4xx); an operation that needs a key must refuse the request without one. Schema-valid requests may still be
 refused (400 for a bad check digit, 409 out of the journey's order): the schema cannot say everything.
 
 A longer run: ``TRACER_FUZZ_EXAMPLES=500 TRACER_FUZZ_SEED=$RANDOM .venv/bin/python -m pytest
-tests/api/test_fuzz_schema.py``. Each finding is kept as a plain test in tests/api/test_fuzz_findings.py, and
-planted faults (a crash, a key not checked, a declared bound not enforced) show the fuzzing finds its kinds.
+tests/api/test_fuzz_schema.py``, on PostgreSQL with ``TRACER_FUZZ_DATABASE=postgres`` (SQLite otherwise).
+Each finding is kept as a plain test in tests/api/test_fuzz_findings.py, and planted faults (a crash, a key
+not checked, a declared bound not enforced) show the fuzzing finds its kinds.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Annotated, Any
 import pytest
 import schemathesis
 from api_support import Api, Journey, Parties, sscc
+from api_support import _postgres_schema_url as postgres_schema_url
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from hypothesis import HealthCheck, given, seed, settings
@@ -58,8 +61,12 @@ _ROLE_OF = {
 
 @pytest.fixture
 def database_url(tmp_path: Path) -> Iterator[str]:
-    """SQLite only: the fuzzing is about the HTTP layer; the store's behaviour is the other tests' business."""
-    yield f"sqlite:///{tmp_path / 'tracer.db'}"
+    """One store, SQLite unless told otherwise: the fuzzing is about the HTTP layer; the stores' behaviour is the
+    other tests' business."""
+    if os.environ.get("TRACER_FUZZ_DATABASE") == "postgres":
+        yield from postgres_schema_url()
+    else:
+        yield f"sqlite:///{tmp_path / 'tracer.db'}"
 
 
 def _keys(api: Api, parties: Parties) -> dict[str, str]:
