@@ -75,7 +75,8 @@ def validate_document(document: Any, *, limit: int = CAPTURE_LIMIT) -> list[dict
         raise InvalidInput("the body must be a JSON object (an EPCISDocument)", pointer="")
     if document.get("type") != "EPCISDocument":
         raise InvalidInput("must be EPCISDocument", pointer="/type")
-    if "@context" not in document:
+    if not isinstance(document.get("@context"), str | dict | list):
+        # JSON-LD: a context is an IRI, an object or a list of them (null would drop every term the events use).
         raise InvalidInput("an EPCIS 2.0 JSON-LD document needs its @context", pointer="/@context")
     body = document.get("epcisBody")
     events = body.get("eventList") if isinstance(body, dict) else None

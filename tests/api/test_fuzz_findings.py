@@ -56,3 +56,12 @@ def test_a_standard_field_of_the_wrong_json_shape_is_400_not_500(
     doc = {"@context": [], "type": "EPCISDocument", "epcisBody": {"eventList": [event]}}
     body = problem(api.post("/capture", key, doc), 400)
     assert body["errors"][0]["pointer"].startswith(f"/epcisBody/eventList/0/{field}"), body
+
+
+@pytest.mark.parametrize("context", [None, 7, True])
+def test_a_capture_whose_context_is_no_iri_object_or_list_is_400_not_202(
+    context: Any, api: Api, problem: ProblemCheck
+) -> None:
+    key = api.actor("enterprise-1", "enterprise")
+    doc = {"@context": context, "type": "EPCISDocument", "epcisBody": {"eventList": []}}
+    problem(api.post("/capture", key, doc), 400, pointer="/@context")
