@@ -1634,7 +1634,8 @@ class _Direct(_Tails):
         return found
 
     def fresh(self, pieces: _Pieces, value: str) -> str:
-        """The piece of a string not met before under this name and no bare value to replace."""
+        """The piece of a string not met before under this name and no bare value to replace (the one
+        call per new value: ``make`` and the memo store are written out here)."""
         text = value
         colon = value.find(":")
         if colon >= 0:
@@ -1648,8 +1649,17 @@ class _Direct(_Tails):
             iri = self.value_ns.get(prefix)
             if iri is not None:
                 text = iri + value[colon + 1 :]
-        found = pieces.make(text)
-        _remember(pieces.raw, value, found)
+        text = text.strip()
+        if not text:
+            found = pieces.empty
+        elif pieces.is_time:
+            found = pieces.prefix + _utc_millis(text)
+        else:
+            found = pieces.prefix + _canonical_value_uncached(text)
+        raw = pieces.raw
+        if len(raw) >= _VALUE_CACHE_SIZE:
+            raw.clear()
+        raw[value] = found
         return found
 
     def expanded_piece(self, pieces: _Pieces, uri: str) -> str:
@@ -1911,19 +1921,24 @@ class _Direct(_Tails):
         kind = event.get("type")
         if not isinstance(kind, str) or kind.startswith(_EXPANDED_PREFIXES) or ":" in kind:
             raise _Slow
+        ctx = self.ctx
+        shape = ctx.shapes.get(tuple(event))
+        if shape is None:
+            shape = ctx.shape(event)
+        plans, blocked = shape
+        if not blocked:
+            raise _Slow  # no eventTime/action: the package treats top-level extensions differently
         slots: list[str] = [""] * len(_PROPERTY_ORDER)
         rest: list[str] = []
-        blocked = False
-        keys = self.keys
         by_tail = self.by_tail
-        for key, value in event.items():
-            plan = keys.get(key)
-            if plan is None:
-                plan = self.ctx.plan(key)
+        # plans has one per key, so the lengths are equal
+        for plan, value in zip(plans, event.values(), strict=False):
             code = plan.code
             if code == _SIMPLE and value.__class__ is str and value not in by_tail:
                 text = plan.field.raw.get(value)
                 slots[plan.position] = text if text is not None else self.fresh(plan.field, value)
+            elif code == _EPCS and value.__class__ is list:
+                slots[plan.position] = _named(plan.name, self.pieces_of(ctx.epc, value))
             elif code <= _SENSORS:
                 slots[plan.position] = self.positioned(plan, value)
             elif code == _EXTENSION:
@@ -1936,14 +1951,6 @@ class _Direct(_Tails):
                 text = self.paired(plan.name, value)
                 if text:
                     rest.append(text)
-            elif code == _SKIP:
-                continue
-            elif code == _SLOW:
-                raise _Slow
-            if plan.blocks:
-                blocked = True
-        if not blocked:
-            raise _Slow  # no eventTime/action: the package treats top-level extensions differently
         if len(rest) > 1:
             rest.sort()
         if kind in by_tail:
@@ -1980,31 +1987,39 @@ _COMPONENT_TABLE: Final = _VOCAB_TABLES["component"]
 def _vocabulary_values(event: Mapping[str, Any], ctx: _Context) -> set[str] | None:
     """The replacement set from the standard vocabulary fields where the direct path expects them, and
     from the fields the hash ignores (expansion still sees those). None for a shape to leave to the full
-    walk. (A missing field and a null one add nothing, so each field is looked up, not searched for.)"""
+    walk. (A missing field and a null one add nothing, so each field is looked up, not searched for; a
+    bare name of the field's table, the usual value, is added without a call.)"""
     found: set[str] = set()
     get = event.get
     value = get("bizStep")
     if value is not None:
-        if isinstance(value, str) and value in _BIZSTEP_TABLE:  # the usual bare name, inlined
-            found.add(_BIZSTEP_TABLE[value])
+        term = _BIZSTEP_TABLE.get(value) if value.__class__ is str else None
+        if term is not None:
+            found.add(term)
         else:
             _vocab(found, value, _BIZSTEP_TABLE, ctx)
     value = get("disposition")
     if value is not None:
-        if isinstance(value, str) and value in _DISP_TABLE:
-            found.add(_DISP_TABLE[value])
+        term = _DISP_TABLE.get(value) if value.__class__ is str else None
+        if term is not None:
+            found.add(term)
         else:
             _vocab(found, value, _DISP_TABLE, ctx)
     value = get("persistentDisposition")
     if isinstance(value, dict):
         _vocab(found, value.get("set"), _DISP_TABLE, ctx)
         _vocab(found, value.get("unset"), _DISP_TABLE, ctx)
-    for key, table in _TYPE_TABLES.items():
+    for key, table in _TYPE_TABLES.items():  # sensorReport too: expansion reads it at any level
         value = get(key)
         if value is not None:
             for item in value if isinstance(value, list) else (value,):
                 if isinstance(item, dict):
-                    _vocab(found, item.get("type"), table, ctx)
+                    kind = item.get("type")
+                    term = table.get(kind) if kind.__class__ is str else None
+                    if term is not None:
+                        found.add(term)
+                    else:
+                        _vocab(found, kind, table, ctx)
     value = get("sensorElementList")
     if value is not None:
         for element in value if isinstance(value, list) else (value,):
@@ -2012,13 +2027,19 @@ def _vocabulary_values(event: Mapping[str, Any], ctx: _Context) -> set[str] | No
                 reports = element.get("sensorReport")
                 for report in reports if isinstance(reports, list) else (reports,):
                     if isinstance(report, dict):
-                        _vocab(found, report.get("type"), _SENSOR_REPORT_TYPES, ctx)
-                        _vocab(found, report.get("exception"), _EXCEPTIONS, ctx)
-                        _vocab(found, report.get("component"), _COMPONENT_TABLE, ctx)
+                        kind = report.get("type")
+                        term = _SENSOR_REPORT_TYPES.get(kind) if kind.__class__ is str else None
+                        if term is not None:
+                            found.add(term)
+                        else:
+                            _vocab(found, kind, _SENSOR_REPORT_TYPES, ctx)
+                        if "exception" in report:
+                            _vocab(found, report["exception"], _EXCEPTIONS, ctx)
+                        if "component" in report:
+                            _vocab(found, report["component"], _COMPONENT_TABLE, ctx)
     for key in _IGNORED_VALUES:
-        value = get(key)
-        if value is not None:
-            found |= _expanded_values({key: value}, ctx.prefixes)
+        if key in event:
+            found |= _expanded_values({key: event[key]}, ctx.prefixes)
     return found
 
 
@@ -2040,6 +2061,7 @@ class _Context:
         "prefixes",
         "quantity_layout",
         "report_layout",
+        "shapes",
         "shared_pieces",
         "value_ns",
     )
@@ -2058,6 +2080,9 @@ class _Context:
         self.value_ns = _value_namespaces(self.namespaces)
         #: How the direct path reads each JSON key met so far (:meth:`plan`).
         self.keys: dict[str, _Key] = {}
+        #: The plans of an event's keys, in order, and whether one of them is eventTime/action, by the
+        #: keys (:meth:`shape`).
+        self.shapes: dict[tuple[str, ...], tuple[tuple[_Key, ...], bool]] = {}
         self.shared_pieces: dict[tuple[str, bool], _Pieces] = {}
         self.epc = self.pieces("epc", leaf=False)
         self.quantity_layout = _Layout(_QUANTITY_KEYS, self)
@@ -2102,9 +2127,22 @@ class _Context:
             self.keys[key] = found
         return found
 
+    def shape(self, event: Mapping[str, Any]) -> tuple[tuple[_Key, ...], bool]:
+        """The plans of the event's keys (comments left out) and whether one blocks extensions there
+        (remembered by the key tuple). Raises _Slow for a key the tree must place."""
+        plans = tuple(self.plan(key) for key in event)
+        for plan in plans:
+            if plan.code == _SLOW:
+                raise _Slow
+        found = (plans, any(plan.blocks for plan in plans))
+        if len(self.shapes) < _MAX_SHAPES:
+            self.shapes[tuple(event)] = found
+        return found
+
 
 _MAX_NAMES: Final = 4096
 _MAX_CONTEXTS: Final = 64
+_MAX_SHAPES: Final = 1024
 _CONTEXTS: dict[tuple[Any, ...], _Context] = {}
 #: The context list met last (a copy) and its _Context.
 _LAST_CONTEXT: tuple[list[Any], _Context] | None = None
