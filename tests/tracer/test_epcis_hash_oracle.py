@@ -44,10 +44,17 @@ def _digits(n: int) -> st.SearchStrategy[str]:
     return st.text(alphabet="0123456789", min_size=n, max_size=n)
 
 
+# Serials the Digital Link escapes (!()*+,:) or that carry percent-escapes: the in-house SGTIN fast path
+# leaves those to the general conversion.
+escaped_serial = st.lists(
+    st.sampled_from(["A", "1", ".", "!", "(", ")", "*", "+", ",", ":", "%2F", "%25"]), min_size=1, max_size=8
+).map("".join)
+
+
 @st.composite
 def sgtin_urn(draw: st.DrawFn) -> str:
     cp = draw(company_prefix)
-    return f"urn:epc:id:sgtin:{cp}.{draw(_digits(13 - len(cp)))}.{draw(serial)}"
+    return f"urn:epc:id:sgtin:{cp}.{draw(_digits(13 - len(cp)))}.{draw(serial | escaped_serial)}"
 
 
 @st.composite

@@ -1369,6 +1369,10 @@ _CANONICAL_ALREADY = re.compile(
 def _dl_to_canonical(uri: str) -> str | None:
     if _CANONICAL_ALREADY.fullmatch(uri) is not None:
         return uri
+    if uri.startswith("https://id.gs1.org/00/") and uri[22:].isascii() and uri[22:].isdigit():
+        # Digits only, and not the 18 of an SSCC (that was the line above): nothing below rewrites
+        # this form, and only the 18 digits are constrained canonical.
+        return None
     if _DL_SHAPE.match(uri) is None:
         return None
     query = uri.find("?")
