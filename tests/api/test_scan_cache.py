@@ -44,6 +44,14 @@ def _stored_lot(journey: Journey) -> None:
     assert _verification(journey)["status"] == "verified"  # the lot's log and hashes are cached now
 
 
+def _enter_and_anchor(journey: Journey) -> None:
+    """The declared lot's entry, accepted and anchored (its second event, seq 1)."""
+    entry = {"counted_quantity": 1000, "biz_location": "https://id.gs1.org/414/9521234000006"}
+    response = journey.api.post(f"/lots/{journey.lot_id}/entry", journey.parties.warehouse, entry)
+    assert response.status_code == 202, response.text
+    journey.api.anchor()
+
+
 def _chain_view(journey: Journey) -> ChainView:
     app: Any = journey.api.http.app
     view: ChainView = app.state.scan_cache.chain
@@ -95,13 +103,7 @@ def test_an_event_anchored_after_a_cached_scan_is_verified_at_once(journey: Jour
     journey.api.anchor()
     assert _verification(journey)["status"] == "verified"
     _chain_view(journey).check_seconds = 3600  # only the stored block past the cached tip can force the check
-    response = journey.api.post(
-        f"/lots/{journey.lot_id}/entry",
-        journey.parties.warehouse,
-        {"counted_quantity": 1000, "biz_location": "https://id.gs1.org/414/9521234000006"},
-    )
-    assert response.status_code == 202, response.text
-    journey.api.anchor()
+    _enter_and_anchor(journey)
     verification = _verification(journey)
     assert verification["status"] == "verified" and verification["events_checked"] == 2
 
@@ -112,12 +114,7 @@ def test_a_reorg_after_a_cached_scan_leaves_no_stale_verified(journey: Journey) 
     journey.declare()
     journey.api.anchor()
     snapshot = tester.take_snapshot()
-    journey.api.post(
-        f"/lots/{journey.lot_id}/entry",
-        journey.parties.warehouse,
-        {"counted_quantity": 1000, "biz_location": "https://id.gs1.org/414/9521234000006"},
-    )
-    journey.api.anchor()
+    _enter_and_anchor(journey)
     assert _verification(journey)["status"] == "verified"
 
     tester.revert_to_snapshot(snapshot)  # the entry's block is gone; a longer chain grows in its place
