@@ -1493,12 +1493,6 @@ def _is_extension(name: str) -> bool:
     return "{" in name and "/}" in name
 
 
-def _remember(memo: dict[Any, str], key: Any, value: str) -> None:
-    if len(memo) >= _VALUE_CACHE_SIZE:
-        memo.clear()
-    memo[key] = value
-
-
 def _named(name: str, texts: list[str]) -> str:
     """``name`` and the sorted ``texts`` (a list field's items), or nothing without items."""
     if not texts:
@@ -1628,13 +1622,13 @@ class _Direct(_Tails):
             found = pieces.raw.get(value)
             if found is None:
                 found = pieces.make(str(value))
-                _remember(pieces.raw, value, found)
+                self.remember(pieces.raw, value, found)
             return found
         text = str(value)
         found = pieces.texts.get(text)
         if found is None:
             found = pieces.make(text)
-            _remember(pieces.texts, text, found)
+            self.remember(pieces.texts, text, found)
         return found
 
     def fresh(self, pieces: _Pieces, value: str) -> str:
@@ -1660,11 +1654,19 @@ class _Direct(_Tails):
             found = pieces.prefix + _utc_millis(text)
         else:
             found = pieces.prefix + _canonical_value_uncached(text)
-        raw = pieces.raw
-        if len(raw) >= _VALUE_CACHE_SIZE:
-            raw.clear()
-        raw[value] = found
+        self.remember(pieces.raw, value, found)
         return found
+
+    def remember(self, memo: dict[Any, str], key: Any, piece: str) -> None:
+        """Store a piece: each memo is bounded, and so is the context's total (extension names are the
+        sender's to choose), emptying them all when it is spent."""
+        if len(memo) >= _VALUE_CACHE_SIZE:
+            memo.clear()
+        memo[key] = piece
+        ctx = self.ctx
+        ctx.stored += 1
+        if ctx.stored > _CONTEXT_PIECES:
+            ctx.forget()
 
     def expanded_piece(self, pieces: _Pieces, uri: str) -> str:
         """The piece of a value of the event's replacement set (checked by the caller)."""
@@ -1677,7 +1679,7 @@ class _Direct(_Tails):
                 if iri is not None:
                     text = iri + uri[colon + 1 :]
             found = pieces.make(text)
-            _remember(pieces.expanded, uri, found)
+            self.remember(pieces.expanded, uri, found)
         return found
 
     def pieces_of(self, pieces: _Pieces, items: Iterable[Any]) -> list[str]:
@@ -2067,6 +2069,7 @@ class _Context:
         "report_layout",
         "shapes",
         "shared_pieces",
+        "stored",
         "value_ns",
     )
 
@@ -2088,6 +2091,8 @@ class _Context:
         #: keys (:meth:`shape`).
         self.shapes: dict[tuple[str, ...], tuple[tuple[_Key, ...], bool]] = {}
         self.shared_pieces: dict[tuple[str, bool], _Pieces] = {}
+        #: Pieces stored in their memos since the last :meth:`forget`.
+        self.stored = 0
         self.epc = self.pieces("epc", leaf=False)
         self.quantity_layout = _Layout(_QUANTITY_KEYS, self)
         self.location_layout = _Layout(("id",), self)
@@ -2109,9 +2114,20 @@ class _Context:
         found = self.shared_pieces.get((name, leaf))
         if found is None:
             found = _Pieces(name, leaf=leaf)
-            if len(self.shared_pieces) < _MAX_NAMES:
+            if len(self.shared_pieces) < _MAX_PIECES:  # room for every remembered key's two
                 self.shared_pieces[name, leaf] = found
         return found
+
+    def forget(self) -> None:
+        """Empty the memos of every :class:`_Pieces` that outlives an event (shared, or a remembered key's)."""
+        self.stored = 0
+        kept = list(self.shared_pieces.values())
+        for plan in list(self.keys.values()):
+            kept += (plan.field, plan.leaf)
+        for pieces in kept:
+            pieces.raw.clear()
+            pieces.expanded.clear()
+            pieces.texts.clear()
 
     def plan(self, key: Any) -> _Key:
         """How the direct path reads a JSON key (remembered). Raises _Slow for a key it leaves to the tree."""
@@ -2145,6 +2161,9 @@ class _Context:
 
 
 _MAX_NAMES: Final = 4096
+_MAX_PIECES: Final = 2 * _MAX_NAMES + 64
+#: Pieces a context keeps in all its memos together (a few tens of MB at most).
+_CONTEXT_PIECES: Final = 200_000
 _MAX_CONTEXTS: Final = 64
 _MAX_SHAPES: Final = 1024
 _CONTEXTS: dict[tuple[Any, ...], _Context] = {}
