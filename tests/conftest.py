@@ -12,9 +12,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
 
 from tracer.chain.anvil import AnvilSupervisor, find_anvil_binary
 from tracer.chain.supervisor import free_port
+
+# Property tests assert behaviour, never speed: hypothesis' per-example deadline turns a loaded machine (CI, other
+# suites) into failures that say nothing about the code. Example counts stay as each test sets them.
+settings.register_profile("tracer", deadline=None)
+settings.load_profile("tracer")
 
 #: Session fixtures too costly to start on every worker: Ganache is a Node.js process taking seconds of CPU to
 #: start and to deploy on (anvil starts in milliseconds, so each worker has its own).
