@@ -3,17 +3,17 @@ officers."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
-from api.deps import ActorDep, ServiceDep, SessionDep
+from api.deps import ActorDep, ServiceDep, SessionDep, reject_unknown_query_parameters
 from tracer.actors import PLATFORM_ROLES, create_actor, get_actor, revoke_actor, revoked_public, rotate_api_key
 from tracer.exceptions import InvalidInput, PermissionDenied
 from tracer.service import save_platform_key
 from tracer.store.models import Actor
 
-router = APIRouter(tags=["actors"])
+router = APIRouter(tags=["actors"], dependencies=[Depends(reject_unknown_query_parameters)])
 
 
 class ActorCreate(BaseModel):

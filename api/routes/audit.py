@@ -6,14 +6,14 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
-from api.deps import ActorDep, ServiceDep, SessionDep
+from api.deps import ActorDep, ServiceDep, SessionDep, reject_unknown_query_parameters
 from tracer.audit import DEFAULT_LATE_ANCHOR_SECONDS, Scope, lot_scope, render_csv, render_html, run_audit
 from tracer.exceptions import InvalidInput, PermissionDenied
 
-router = APIRouter(tags=["audit"])
+router = APIRouter(tags=["audit"], dependencies=[Depends(reject_unknown_query_parameters)])
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 

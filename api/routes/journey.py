@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 
-from api.deps import ActorDep, ServiceDep, SessionDep
+from api.deps import ActorDep, ServiceDep, SessionDep, reject_unknown_query_parameters
 from tracer import journey
 from tracer.journey import (
     DeclarationIn,
@@ -21,7 +21,7 @@ from tracer.journey import (
 from tracer.service import Service
 from tracer.views import LotPublic, lot_public
 
-router = APIRouter(tags=["journey"])
+router = APIRouter(tags=["journey"], dependencies=[Depends(reject_unknown_query_parameters)])
 ACCEPTED = status.HTTP_202_ACCEPTED
 
 
