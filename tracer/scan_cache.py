@@ -8,7 +8,7 @@ block, the view's *tip*. At most every ``check_seconds`` a scan asks the node fo
 
 - the tip is unchanged: every entry stands;
 - the chain grew and the old tip is still canonical (its hash at its height is unchanged): the registry's logs
-  of the new blocks only are read (one ``eth_getLogs``), and the lots they name are dropped;
+  of the new blocks only are read (one ``eth_getLogs``) and appended to the cached logs of the lots they name;
 - the old tip is gone (a reorg) or the node does not answer: everything is dropped, and the scan reads the chain
   afresh, or reads ``unverifiable``.
 
@@ -113,11 +113,14 @@ class ChainView:
         if old is None or latest == old:
             pass
         elif latest.number >= old.number and self._canonical(old):
-            changed = self.client.recorded_events(from_block=old.number + 1, to_block=latest.number)
-            if changed:
-                self._generation += 1
-                for lot_id in {event.lot_id for event in changed}:
-                    self._lots.pop(lot_id, None)
+            grown: dict[bytes, list[RecordedEvent]] = {}
+            for event in self.client.recorded_events(from_block=old.number + 1, to_block=latest.number):
+                grown.setdefault(event.lot_id, []).append(event)
+            if grown:
+                self._generation += 1  # a read of a lot started at the old tip lacks these: not to be stored
+            for lot_id, events in grown.items():
+                if lot_id in self._lots:  # in chain order: the new blocks follow the old tip
+                    self._lots[lot_id] = self._lots[lot_id] + events
         else:
             self._forget()  # a reorg: any entry may hold logs of blocks no longer canonical
         self._tip = latest

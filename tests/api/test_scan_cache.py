@@ -98,14 +98,18 @@ def test_a_row_tampered_after_a_cached_scan_scans_tampered_at_once(journey: Jour
     assert f"event {seq} differs" in verification["reason"]
 
 
-def test_an_event_anchored_after_a_cached_scan_is_verified_at_once(journey: Journey) -> None:
+def test_an_event_anchored_after_a_cached_scan_is_verified_at_once(
+    journey: Journey, monkeypatch: pytest.MonkeyPatch
+) -> None:
     journey.declare()
     journey.api.anchor()
+    reads = _counting_log_reads(journey, monkeypatch)
     assert _verification(journey)["status"] == "verified"
     _chain_view(journey).check_seconds = 3600  # only the stored block past the cached tip can force the check
     _enter_and_anchor(journey)
     verification = _verification(journey)
     assert verification["status"] == "verified" and verification["events_checked"] == 2
+    assert len(reads) == 1  # the new block's log was appended to the cached one, not read again whole
 
 
 def test_a_reorg_after_a_cached_scan_leaves_no_stale_verified(journey: Journey) -> None:
