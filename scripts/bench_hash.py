@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from tracer.epcis import event_hash  # noqa: E402
-from tracer.epcis.canonical import clear_caches  # noqa: E402
+from tracer.epcis.native import COMPILED, clear_caches  # noqa: E402
 from tracer.epcis.vocabulary import CBV_BIZSTEPS, CBV_DISPOSITIONS, EPCIS_CONTEXT_URL, TRACER_NS  # noqa: E402
 
 FIXTURES = ROOT.parent / "shared" / "fixtures" / "epcis-hash" / "examples"
@@ -162,6 +162,12 @@ def main() -> int:
         f"identical hashes; best of {args.rounds} rounds"
     )
     print(f"python {platform.python_version()} on {platform.machine()} {platform.processor() or ''}".rstrip())
+    # tracer.epcis.native: the mypyc-compiled copy of canonical.py when the set-up built it (TRACER_PURE_PYTHON=1
+    # measures the pure-Python module instead).
+    print(
+        "in-house: "
+        + ("tracer.epcis.canonical compiled by mypyc" if COMPILED else "tracer.epcis.canonical, pure Python")
+    )
     load_before = os.getloadavg()
     inf = float("inf")
     reference_best, in_house_best = [inf, inf], [inf, inf]  # wall, CPU

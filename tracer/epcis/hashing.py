@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from tracer.epcis.canonical import prehash_string
+from tracer.epcis.native import prehash_string
 from tracer.epcis.vocabulary import DEFAULT_CONTEXT, EVENT_TYPES
 from tracer.exceptions import InvalidInput
 
