@@ -19,10 +19,10 @@ from tracer.chain.client import ChainClient, RecordedEvent
 from tracer.epcis import event_hash, event_hash_bytes
 from tracer.exceptions import ChainUnavailable, InvalidInput, TracerError
 from tracer.merkle import SPLIT_PARCEL_TYPES, leaf_hash, process_proof
+from tracer.units import membership_problem, membership_summary
 
 if TYPE_CHECKING:
     from tracer.scan_cache import ScanCache  # which imports this module's hash_stored
-from tracer.units import membership_problem, membership_summary
 
 
 class Status(StrEnum):
