@@ -7,8 +7,6 @@ server answers, and fail instead of skipping when ``TRACER_REQUIRE_POSTGRES`` is
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,33 +14,13 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from postgres_support import postgres_schema_url
 from web3 import EthereumTesterProvider, Web3
 
 from api.main import create_app
 from tracer.chain.client import ChainClient
 from tracer.config import DEV_DEPLOYER_KEY, Settings
 from tracer.service import ADMIN_KEY_FILE, CUSTOMS_ADMIN_KEY_FILE, Service, open_service
-
-POSTGRES_URL = os.environ.get("TRACER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-
-
-def _postgres_schema_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
-    import psycopg
-
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("TRACER_REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required (TRACER_REQUIRE_POSTGRES) but: {exc}")
-        pytest.skip(f"PostgreSQL at {POSTGRES_URL} does not answer: {exc}")
-    schema = "tracer_test_" + uuid.uuid4().hex[:12]
-    admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.close()
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -51,7 +29,7 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'tracer.db'}"
     else:
-        yield from _postgres_schema_url()
+        yield from postgres_schema_url()
 
 
 @pytest.fixture

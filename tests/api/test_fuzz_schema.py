@@ -27,11 +27,11 @@ from typing import Annotated, Any
 import pytest
 import schemathesis
 from api_support import Api, Journey, Parties, sscc
-from api_support import _postgres_schema_url as postgres_schema_url
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis.errors import Unsatisfiable
+from postgres_support import postgres_schema_url
 from schemathesis import GenerationMode
 from schemathesis.core.parameters import ParameterLocation
 from schemathesis.specs.openapi.checks import positive_data_acceptance

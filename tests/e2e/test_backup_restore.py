@@ -16,7 +16,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import psycopg
 import pytest
-from test_faults import POSTGRES_URL, postgres_url  # noqa: F401 - postgres_url: a fresh schema, skipped without a server
+from postgres_support import POSTGRES_URL
+from test_faults import postgres_url  # noqa: F401 - a fresh schema, skipped without a server
 from test_service_e2e import Service
 
 from tracer.config import PROJECT_ROOT

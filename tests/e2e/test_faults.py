@@ -21,6 +21,7 @@ from typing import Any
 
 import httpx
 import pytest
+from postgres_support import postgres_schema_url
 from sqlmodel import Session, col, select
 from test_service_e2e import Service
 
@@ -34,7 +35,6 @@ from tracer.store.models import ChainTask, Event, Lot
 
 pytestmark = pytest.mark.anvil
 
-POSTGRES_URL = os.environ.get("TRACER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 GTIN = "09421902960055"
 CONTEXT = ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"]
 QUIET_TIMEOUT = 180.0
@@ -61,28 +61,9 @@ def node(tmp_path: Path) -> Iterator[AnvilSupervisor]:
     supervisor.stop()
 
 
-def _postgres_schema_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
-    import psycopg
-
-    try:
-        admin = psycopg.connect(POSTGRES_URL, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as exc:
-        if os.environ.get("TRACER_REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL at {POSTGRES_URL} is required (TRACER_REQUIRE_POSTGRES) but: {exc}")
-        pytest.skip(f"PostgreSQL at {POSTGRES_URL} does not answer: {exc}")
-    schema = "tracer_faults_" + uuid.uuid4().hex[:12]
-    admin.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        yield f"{POSTGRES_URL}?options=-csearch_path%3D{schema}"
-    finally:
-        admin.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        admin.close()
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
-    yield from _postgres_schema_url()
+    yield from postgres_schema_url("tracer_faults_")
 
 
 @dataclass
