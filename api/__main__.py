@@ -16,7 +16,7 @@ import uvicorn
 
 from api.main import create_app
 from api.observability import configure_logging
-from tracer.chain.anvil import AnvilSupervisor, find_anvil_binary
+from tracer.chain.anvil import AnvilSupervisor
 from tracer.config import Settings
 from tracer.exceptions import TracerError
 from tracer.service import describe, open_service
@@ -39,12 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         if settings.embedded_chain:
             chain_dir = settings.data_dir / "chain"
             chain_dir.mkdir(parents=True, exist_ok=True)
-            supervisor = AnvilSupervisor(
-                binary=find_anvil_binary(),
-                port=settings.chain_port,
-                state_path=chain_dir / "anvil-state.json",
-                log_path=chain_dir / "anvil.log",
-            )
+            supervisor = AnvilSupervisor.in_directory(chain_dir, port=settings.chain_port)
             supervisor.start()
         service = open_service(settings)
         if supervisor is not None and service.deployed_now:

@@ -43,7 +43,7 @@ import httpx  # noqa: E402
 from sqlmodel import Session, select  # noqa: E402
 from web3 import Web3  # noqa: E402
 
-from tracer.chain.anvil import AnvilSupervisor, find_anvil_binary  # noqa: E402
+from tracer.chain.anvil import AnvilSupervisor  # noqa: E402
 from tracer.chain.compiler import load_artifact  # noqa: E402
 from tracer.chain.supervisor import free_port  # noqa: E402
 from tracer.store.database import create_db_engine  # noqa: E402
@@ -63,13 +63,7 @@ def log(message: str) -> None:
 
 
 def bench_naive(workdir: Path, events: int) -> dict[str, Any]:
-    node = AnvilSupervisor(
-        binary=find_anvil_binary(),
-        port=free_port(),
-        state_path=workdir / "naive" / "anvil-state.json",
-        log_path=workdir / "naive" / "anvil.log",
-        block_time=None,
-    )
+    node = AnvilSupervisor.in_directory(workdir / "naive", block_time=None)
     with node:
         w3 = Web3(Web3.HTTPProvider(node.rpc_url, request_kwargs={"timeout": 30}))
         account = w3.eth.accounts[0]  # unlocked: anvil signs, as a simple integration would let the node do
@@ -104,12 +98,7 @@ class Deployment:
     def __init__(self, workdir: Path, database_url: str | None) -> None:
         self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
-        self.node = AnvilSupervisor(
-            binary=find_anvil_binary(),
-            port=free_port(),
-            state_path=workdir / "chain" / "anvil-state.json",
-            log_path=workdir / "chain" / "anvil.log",
-        )
+        self.node = AnvilSupervisor.in_directory(workdir / "chain")
         self.port = free_port()
         self.database_url = database_url or f"sqlite:///{workdir / 'tracer.db'}"
         self.env = {

@@ -14,8 +14,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import settings
 
-from tracer.chain.anvil import AnvilSupervisor, find_anvil_binary
-from tracer.chain.supervisor import free_port
+from tracer.chain.anvil import AnvilSupervisor
 
 # Property tests assert behaviour, never speed: hypothesis' per-example deadline turns a loaded machine (CI, other
 # suites) into failures that say nothing about the code. Example counts stay as each test sets them.
@@ -55,12 +54,6 @@ def _worker_group(item: pytest.Item) -> str | None:
 def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real anvil (automine) for the session (one per xdist worker); yields its RPC URL."""
     directory = tmp_path_factory.mktemp("anvil")
-    supervisor = AnvilSupervisor(
-        binary=find_anvil_binary(),
-        port=free_port(),
-        state_path=directory / "anvil-state.json",
-        log_path=directory / "anvil.log",
-        block_time=None,
-    )
+    supervisor = AnvilSupervisor.in_directory(directory, block_time=None)
     with supervisor:
         yield supervisor.rpc_url

@@ -16,8 +16,7 @@ import pytest
 from browser_support import PHONE, RunningService, delivered_lot, run_service
 from playwright.sync_api import Page, expect
 
-from tracer.chain.anvil import AnvilSupervisor, find_anvil_binary
-from tracer.chain.supervisor import free_port
+from tracer.chain.anvil import AnvilSupervisor
 from tracer.epcis import event_hash
 
 pytestmark = [pytest.mark.browser, pytest.mark.anvil]
@@ -182,13 +181,7 @@ def test_an_event_altered_in_the_database_reads_tampered(
 @pytest.fixture
 def own_chain(tmp_path: Path) -> Iterator[AnvilSupervisor]:
     """An anvil of this test's own, to stop while the service runs."""
-    supervisor = AnvilSupervisor(
-        binary=find_anvil_binary(),
-        port=free_port(),
-        state_path=tmp_path / "anvil-state.json",
-        log_path=tmp_path / "anvil.log",
-        block_time=None,
-    )
+    supervisor = AnvilSupervisor.in_directory(tmp_path, block_time=None)
     with supervisor:
         yield supervisor
 

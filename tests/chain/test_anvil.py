@@ -14,20 +14,14 @@ from eth_utils import keccak
 from tracer.chain.anvil import AnvilSupervisor, find_anvil_binary
 from tracer.chain.client import ChainClient
 from tracer.chain.compiler import RegistryArtifact
-from tracer.chain.supervisor import free_port, port_in_use
+from tracer.chain.supervisor import port_in_use
 from tracer.exceptions import ConfigurationError
 
 pytestmark = pytest.mark.anvil
 
 
 def _supervisor(directory: Path, *, port: int | None = None, state_interval: int = 1) -> AnvilSupervisor:
-    return AnvilSupervisor(
-        binary=find_anvil_binary(),
-        port=port or free_port(),
-        state_path=directory / "chain" / "anvil-state.json",
-        log_path=directory / "chain" / "anvil.log",
-        state_interval=state_interval,
-    )
+    return AnvilSupervisor.in_directory(directory / "chain", port=port, state_interval=state_interval)
 
 
 def _deploy_and_declare(

@@ -26,9 +26,8 @@ from sqlmodel import Session, col, select
 from test_service_e2e import Service
 
 from tracer import identifiers
-from tracer.chain.anvil import AnvilSupervisor, find_anvil_binary
+from tracer.chain.anvil import AnvilSupervisor
 from tracer.chain.client import ChainClient
-from tracer.chain.supervisor import free_port
 from tracer.epcis import document_hashes, event_hash_bytes
 from tracer.store.database import create_db_engine
 from tracer.store.models import ChainTask, Event, Lot
@@ -48,14 +47,7 @@ STATE_INTERVAL = 3
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[AnvilSupervisor]:
     """An anvil with one-second blocks and its state dumped every second, on a port that stays the same."""
-    supervisor = AnvilSupervisor(
-        binary=find_anvil_binary(),
-        port=free_port(),
-        state_path=tmp_path / "chain" / "anvil-state.json",
-        log_path=tmp_path / "chain" / "anvil.log",
-        block_time=1,
-        state_interval=STATE_INTERVAL,
-    )
+    supervisor = AnvilSupervisor.in_directory(tmp_path / "chain", block_time=1, state_interval=STATE_INTERVAL)
     supervisor.start()
     yield supervisor
     supervisor.stop()

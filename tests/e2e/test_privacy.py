@@ -32,8 +32,7 @@ from privacy_support import Leak, find_personal_data, needles
 from test_service_e2e import Service
 
 from tracer import identifiers
-from tracer.chain.anvil import AnvilSupervisor, find_anvil_binary
-from tracer.chain.supervisor import free_port
+from tracer.chain.anvil import AnvilSupervisor
 from tracer.config import PROJECT_ROOT
 
 
@@ -126,13 +125,7 @@ def test_the_scanner_does_not_see_a_salted_commitment_or_unrelated_values() -> N
 @pytest.fixture
 def service(tmp_path: Path) -> Iterator[Service]:
     """The service on a chain of its own (automine, so the walk from genesis sees only this test's blocks)."""
-    node = AnvilSupervisor(
-        binary=find_anvil_binary(),
-        port=free_port(),
-        state_path=tmp_path / "chain" / "anvil-state.json",
-        log_path=tmp_path / "chain" / "anvil.log",
-        block_time=None,
-    )
+    node = AnvilSupervisor.in_directory(tmp_path / "chain", block_time=None)
     service = Service(tmp_path / "data")
     service.env["TRACER_RPC_URL"] = node.rpc_url
     with node:

@@ -22,7 +22,7 @@ import shutil
 import time
 from pathlib import Path
 
-from tracer.chain.supervisor import NodeSupervisor
+from tracer.chain.supervisor import NodeSupervisor, free_port
 from tracer.config import PROJECT_ROOT
 from tracer.exceptions import ConfigurationError
 
@@ -83,6 +83,20 @@ class AnvilSupervisor(NodeSupervisor):
         self.mnemonic = mnemonic
         self.accounts = accounts
         self.balance_ether = balance_ether
+
+    @classmethod
+    def in_directory(
+        cls, directory: Path, *, port: int | None = None, block_time: int | None = 1, state_interval: int = 1
+    ) -> AnvilSupervisor:
+        """The project's anvil keeping its state file and log in ``directory``, on ``port`` or a free one."""
+        return cls(
+            binary=find_anvil_binary(),
+            port=free_port() if port is None else port,
+            state_path=directory / "anvil-state.json",
+            log_path=directory / "anvil.log",
+            block_time=block_time,
+            state_interval=state_interval,
+        )
 
     @property
     def backup_path(self) -> Path:
