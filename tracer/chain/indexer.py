@@ -85,8 +85,13 @@ class Indexer(Worker):
             session.commit()
             if latest > cursor:
                 to_block = min(latest, cursor + CHUNK_BLOCKS)
-                recorded = self._client.recorded_events(from_block=cursor + 1, to_block=to_block)
                 tip_hash = "0x" + self._client.block_hash(to_block).hex()
+                recorded = self._client.recorded_events(from_block=cursor + 1, to_block=to_block)
+                if "0x" + self._client.block_hash(to_block).hex() != tip_hash:
+                    # The chain changed while its logs were read (a node restarted from an older state mid-round):
+                    # they may mix two chains. Nothing of them is kept; the next round finds the common ancestor.
+                    session.rollback()
+                    return report
                 self._ingest(session, recorded, report)
                 session.add(IndexedBlock(number=to_block, hash=tip_hash))
                 set_meta(session, CURSOR_KEY, str(to_block))
@@ -185,8 +190,13 @@ class Indexer(Worker):
                     )
                 )
                 report.logs += 1
+            # populate_existing: this round's session may hold the row from before the writer last changed it.
             event = (
-                session.exec(select(Event).where(Event.lot_pk == lots[lot_id], Event.seq == entry.seq)).first()
+                session.exec(
+                    select(Event)
+                    .where(Event.lot_pk == lots[lot_id], Event.seq == entry.seq)
+                    .execution_options(populate_existing=True)
+                ).first()
                 if lot_id in lots
                 else None
             )
