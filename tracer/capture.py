@@ -618,19 +618,21 @@ def _apply_all(
     accepted: list[EventAccepted] = []
     errors: list[dict[str, Any]] = []
     originals: set[str] = set()  # hashes of the originals accepted from this document so far
-    for item in planned:
-        try:
-            with session.begin_nested() if isolated else contextlib.nullcontext():
-                result = _apply(session, actor, item, stored, originals, context=context)
-        except TracerError as exc:
-            if not isolated:
-                raise CaptureRejected(item.index, exc) from exc
-            errors.append({"eventIndex": item.index, "type": type(exc).__name__, "detail": str(exc)})
-            continue
-        if "errorDeclaration" not in item.event:
-            assert item.event_id is not None
-            originals.add(item.event_id)
-        accepted.extend(result if isinstance(result, list) else [result])
+    # One INSERT for the whole document, unless each event has a savepoint of its own to be rolled back to.
+    with contextlib.nullcontext() if isolated else journey.events_inserted_together(session=session):
+        for item in planned:
+            try:
+                with session.begin_nested() if isolated else contextlib.nullcontext():
+                    result = _apply(session, actor, item, stored, originals, context=context)
+            except TracerError as exc:
+                if not isolated:
+                    raise CaptureRejected(item.index, exc) from exc
+                errors.append({"eventIndex": item.index, "type": type(exc).__name__, "detail": str(exc)})
+                continue
+            if "errorDeclaration" not in item.event:
+                assert item.event_id is not None
+                originals.add(item.event_id)
+            accepted.extend(result if isinstance(result, list) else [result])
     return accepted, errors
 
 
