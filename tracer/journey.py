@@ -923,9 +923,10 @@ def _append(
     lot.next_seq += 1
     function, args = call(seq, "0x" + event_hash_bytes(hash_).hex())
     assert lot.id is not None and actor.id is not None
-    session.add(lot)
-    if parcel is not None:
-        session.add(parcel)
+    # Both are normally this session's already; adding them again walks their cascades, per event of a bulk capture.
+    for changed in (lot, parcel):
+        if changed is not None and changed not in session:
+            session.add(changed)
     row: dict[str, Any] = {
         "lot_pk": lot.id,
         "seq": seq,
