@@ -533,40 +533,16 @@ def capture(
     ``rollback``: the first bad event raises CaptureRejected (or InvalidInput for a malformed document)
     and nothing is applied. ``proceed``: bad events are skipped and listed in the job's errors.
     """
-    prepared = prepare_document(document, error_behaviour=error_behaviour, limit=limit)
-    return apply_document(session=session, actor=actor, prepared=prepared)
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """A capture document validated and each event hashed and read, before any database work."""
-
-    error_behaviour: str
-    context: Any
-    events: list[_Planned]
-
-
-def prepare_document(document: Any, *, error_behaviour: str = ROLLBACK, limit: int = CAPTURE_LIMIT) -> Prepared:
-    """The first half of ``capture``, touching no database: raises InvalidInput for a malformed document or
-    error behaviour. An event that is no journey step nor observation is refused by ``apply_document``, in its
-    turn."""
     if error_behaviour not in (ROLLBACK, PROCEED):
         raise InvalidInput("must be rollback or proceed", pointer="/GS1-Capture-Error-Behaviour")
     events = validate_document(document, limit=limit)
     context = document["@context"]
     prefixes = context_prefixes(context)
     planned = [_plan(event, context=context, prefixes=prefixes, index=index) for index, event in enumerate(events)]
-    return Prepared(error_behaviour=error_behaviour, context=context, events=planned)
-
-
-def apply_document(*, session: Session, actor: Actor, prepared: Prepared) -> CaptureResult:
-    """The second half of ``capture``: applies a prepared document in the caller's transaction (the caller
-    commits), raising or listing bad events by its error behaviour."""
-    planned, context = prepared.events, prepared.context
     with journey.lots_locked(session=session, lot_ids={p.lot_id for p in planned if p.lot_id}):
         # After the locks: a document on the same lots committed meanwhile is seen here, not re-accepted.
         stored = journey.find_events(session=session, event_ids={p.event_id for p in planned if p.event_id})
-        if prepared.error_behaviour == ROLLBACK:
+        if error_behaviour == ROLLBACK:
             accepted, errors = _apply_all(session, actor, planned, stored, context=context, isolated=False)
         else:
             try:
@@ -579,7 +555,7 @@ def apply_document(*, session: Session, actor: Actor, prepared: Prepared) -> Cap
     job = CaptureJob(
         id=uuid.uuid4().hex,
         actor_id=actor.id or 0,
-        error_behaviour=prepared.error_behaviour,
+        error_behaviour=error_behaviour,
         success=not errors,
         errors=json.dumps(errors, ensure_ascii=False),
         event_ids=json.dumps([a.event_id for a in accepted]),

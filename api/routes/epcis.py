@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request, Response
@@ -21,14 +19,6 @@ from tracer.exceptions import InvalidInput, NotFound
 from tracer.store.models import CaptureJob
 
 router = APIRouter(tags=["EPCIS 2.0"])
-
-#: Documents of more events than this are applied one at a time per process (``_BULK_TURN``).
-BULK_EVENTS = 50
-# Applying a bulk document is CPU work under the one GIL of this process: several at once only slice it finer
-# and make every small request (a single scan, a one-event capture) wait for its share behind all of them.
-# In turn, a bulk document waits holding no database connection or lock (see ``store``), and small requests
-# pass; the bulk throughput of one process is bound by the GIL either way (docs/performance.md, "Acceptance").
-_BULK_TURN = threading.Lock()
 
 # What the capture endpoint takes, as far as a schema can say it: the rest (event types, CBV vocabulary,
 # identifiers, the journey's rules) is checked event by event and refused with a pointer.
@@ -145,13 +135,10 @@ async def capture(
     limit = service.settings.capture_limit
 
     def store() -> epcis_capture.CaptureResult:
-        # End the authentication's transaction: the document is validated and hashed holding no connection
-        # and, on SQLite, not the database's write lock, which every other request would wait for.
+        result = epcis_capture.capture(
+            session=session, actor=actor, document=document, error_behaviour=error_behaviour, limit=limit
+        )
         session.commit()
-        prepared = epcis_capture.prepare_document(document, error_behaviour=error_behaviour, limit=limit)
-        with _BULK_TURN if len(prepared.events) > BULK_EVENTS else contextlib.nullcontext():
-            result = epcis_capture.apply_document(session=session, actor=actor, prepared=prepared)
-            session.commit()
         return result
 
     # The capture is blocking database work: off the event loop, so other requests are not queued behind it.

@@ -8,13 +8,11 @@ from typing import Any
 from api_support import GTIN, LOT, Journey
 from sqlmodel import Session, select
 
-from api.routes import epcis
 from tracer.store.database import set_meta
 from tracer.store.models import Lot
 
 
-def _reading(*numbers: int) -> dict[str, Any]:
-    """A capture document of one temperature reading of the lot per number."""
+def _reading(n: int) -> dict[str, Any]:
     return {
         "@context": ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"],
         "type": "EPCISDocument",
@@ -23,13 +21,12 @@ def _reading(*numbers: int) -> dict[str, Any]:
             "eventList": [
                 {
                     "type": "ObjectEvent",
-                    "eventTime": f"2026-11-27T08:{n // 60:02d}:{n % 60:02d}.000+08:00",
+                    "eventTime": f"2026-11-27T08:00:{n:02d}.000+08:00",
                     "eventTimeZoneOffset": "+08:00",
                     "action": "OBSERVE",
                     "bizStep": "sensor_reporting",
                     "quantityList": [{"epcClass": f"https://id.gs1.org/01/{GTIN}/10/{LOT.replace('/', '%2F')}"}],
                 }
-                for n in numbers
             ]
         },
     }
@@ -71,31 +68,3 @@ def test_a_capture_waiting_for_its_lot_does_not_hold_up_other_requests(journey: 
     capture.join(timeout=60)
     other.join(timeout=60)
     assert answers["capture"].status_code == 202, answers["capture"].text
-
-
-def test_a_bulk_document_waiting_for_its_turn_holds_up_no_small_capture(journey: Journey) -> None:
-    """Bulk documents are applied one at a time per process; one waiting for its turn holds no connection and,
-    on SQLite, not the write lock, so a one-event capture passes it."""
-    api = journey.api
-    assert journey.declare().status_code == 202
-    headers = {"Authorization": f"Bearer {journey.parties.warehouse}"}
-    answers: dict[str, Any] = {}
-
-    def post_bulk() -> None:
-        answers["bulk"] = api.http.post(
-            "/capture", json=_reading(*range(100, 100 + epcis.BULK_EVENTS + 1)), headers=headers
-        )
-
-    bulk = threading.Thread(target=post_bulk)
-    with epcis._BULK_TURN:  # another bulk document being applied
-        bulk.start()
-        bulk.join(timeout=1.0)
-        assert bulk.is_alive(), f"the bulk document did not wait for its turn: {answers}"
-        small = api.http.post("/capture", json=_reading(1), headers=headers)
-        assert small.status_code == 202, small.text
-        assert bulk.is_alive()
-    bulk.join(timeout=60)
-    assert answers["bulk"].status_code == 202, answers["bulk"].text
-    with Session(api.service.engine) as session:
-        lot = session.exec(select(Lot)).one()
-        assert lot.next_seq == 1 + 1 + epcis.BULK_EVENTS + 1  # the declaration, the small one, then the bulk
