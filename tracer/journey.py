@@ -933,8 +933,8 @@ def _append(
         "parcel_pk": parcel.id if parcel else None,
         "step": step.value,
         "actor_id": actor.id,
-        "payload": json.dumps(event, ensure_ascii=False),
-        "context": None if context is None else json.dumps(context, ensure_ascii=False),
+        "payload": _TEXT_JSON.encode(event),
+        "context": None if context is None else _TEXT_JSON.encode(context),
         "event_hash": hash_,
         "corrects": corrects.id if corrects is not None else None,
         "chain_function": function,
@@ -960,6 +960,9 @@ def _lot_of(session: Session, parcel: Parcel, *, for_update: bool = False) -> Lo
     lot = session.exec(query).one()
     return lot
 
+
+# json.dumps(…, ensure_ascii=False) builds an encoder per call: one, reused, for the events of a bulk capture.
+_TEXT_JSON = json.JSONEncoder(ensure_ascii=False)
 
 # A lot's path re-validates its GTIN and number: once per lot, not once per event of a bulk capture. Bounded.
 _lot_path = functools.lru_cache(maxsize=4096)(identifiers.lot_path)
