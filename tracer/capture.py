@@ -9,7 +9,7 @@ the good events are kept and the bad ones listed in the capture job.
 
 A document is applied in bulk (docs/performance.md, "Acceptance"): every event is hashed and read first, the
 lots it names are locked in one statement, re-sends are looked up in one query, and the accepted events
-reach the database in one flush at the end. Each event still goes through its journey step one by one, in
+reach the database in one multi-row INSERT at the end. Each event still goes through its journey step one by one, in
 document order, so the rules, the hashes and the errors are those of one event at a time.
 """
 
