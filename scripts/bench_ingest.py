@@ -10,13 +10,17 @@ One invocation starts everything it measures, each path on a fresh anvil:
 (c) bulk: warehouse systems post EPCIS capture documents of observations (500 events each); they are
     anchored the same way, as ``Observe`` ops of signed batches (the registry has no root-anchoring function
     yet: see docs/performance.md);
-(d) while (c) runs, a single-event request (one journey step) every 100 ms: its acceptance latency.
+(d) while (c) runs, a single-event capture every 100 ms: its acceptance latency;
+(e) accept (``--only accept``): acceptance alone, in this process, no HTTP, no chain, no writer: capture
+    documents of observations applied by ``tracer.capture.capture`` and committed one after another, under
+    ``rollback`` and ``proceed``, with the database statements each document costs.
 
 The load comes from a separate process. Events/s runs from the first accepted request to the moment the
 database holds every event anchored; gas per event is the gas of the distinct transactions that anchored
 them (from their receipts) divided by the events.
 
 Usage: scripts/bench_ingest [--naive N] [--lots L] [--bulk N] [--clients C] [--database URL] [--keep]
+                            [--documents D] [--no-anchoring] [--only naive|journey|bulk|accept]...
 """
 
 from __future__ import annotations
@@ -40,12 +44,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
+from sqlalchemy import event as sa_event  # noqa: E402
 from sqlmodel import Session, select  # noqa: E402
 from web3 import Web3  # noqa: E402
 
+from tracer import capture, journey  # noqa: E402
+from tracer.actors import create_actor  # noqa: E402
 from tracer.chain.anvil import AnvilSupervisor  # noqa: E402
 from tracer.chain.compiler import load_artifact  # noqa: E402
 from tracer.chain.supervisor import free_port  # noqa: E402
+from tracer.config import Settings  # noqa: E402
+from tracer.service import open_store  # noqa: E402
 from tracer.store.database import create_db_engine  # noqa: E402
 from tracer.store.models import Event  # noqa: E402
 
@@ -181,7 +190,9 @@ class Deployment:
         engine.dispose()
         w3 = Web3(Web3.HTTPProvider(self.node.rpc_url, request_kwargs={"timeout": 30}))
         hashes = {h for h in rows if h}
-        gas = sum(int(w3.eth.get_transaction_receipt(h)["gasUsed"]) for h in hashes)  # type: ignore[arg-type]
+        gas = 0
+        for tx_hash in hashes:
+            gas += int(w3.eth.get_transaction_receipt(tx_hash)["gasUsed"])  # type: ignore[arg-type]
         return len(rows), len(hashes), gas
 
 
@@ -328,7 +339,9 @@ def bench_journey(workdir: Path, lots: int, database_url: str | None) -> dict[st
     }
 
 
-def bench_bulk(workdir: Path, total: int, clients: int, database_url: str | None) -> dict[str, Any]:
+def bench_bulk(
+    workdir: Path, total: int, clients: int, database_url: str | None, *, anchoring: bool = True
+) -> dict[str, Any]:
     per_document = 500
     documents = max(1, total // (per_document * clients))
     total = documents * per_document * clients
@@ -349,17 +362,19 @@ def bench_bulk(workdir: Path, total: int, clients: int, database_url: str | None
         latencies = _single_requests_while(deployment, single_key, single_lots, loader)
         marks = out.get(timeout=900)
         loader.join()
-        done = deployment.wait_anchored(total + len(lots) * 4 + 200 + len(latencies))
-        events, txs, gas = deployment.gas_of({"observation"})
-    seconds = done - marks["first_accepted"]
+        if anchoring:
+            done = deployment.wait_anchored(total + len(lots) * 4 + 200 + len(latencies))
+            events, txs, gas = deployment.gas_of({"observation"})
     latencies.sort()
+    anchored = {}
+    if anchoring:
+        seconds = done - marks["first_accepted"]
+        anchored = {"seconds": seconds, "events_per_s": total / seconds, "gas_per_event": gas / events}
     return {
         "events": total,
-        "seconds": seconds,
-        "events_per_s": total / seconds,
+        **anchored,
         "accept_per_s": total / (marks["last_accepted"] - marks["first_accepted"]),
-        "gas_per_event": gas / events,
-        "transactions": txs,
+        "transactions": txs if anchoring else 0,
         "single_requests": len(latencies),
         "single_p50_ms": 1000 * statistics.median(latencies),
         "single_p99_ms": 1000 * latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
@@ -385,6 +400,69 @@ def _single_requests_while(deployment: Deployment, key: str, lots: list[str], lo
     return latencies
 
 
+# -- (e) acceptance alone -----------------------------------------------------------------------------------------
+
+
+def bench_accept(workdir: Path, documents: int, database_url: str | None) -> list[dict[str, Any]]:
+    """Captures ``documents`` documents of 500 observations (spread over 4 lots) under each error behaviour, in
+    this process: the time ``capture`` plus the commit take, and the statements each document sends."""
+    settings = Settings(
+        data_dir=workdir / "accept",
+        database_url=database_url or f"sqlite:///{workdir / 'accept.db'}",
+        key_passphrase="bench passphrase",
+    )
+    engine, keystore = open_store(settings)
+    statements = [0]
+    sa_event.listen(engine, "before_cursor_execute", lambda *_: statements.__setitem__(0, statements[0] + 1))
+    run = uuid.uuid4().hex[:6]
+    with Session(engine, expire_on_commit=False) as session:
+        enterprise = create_actor(session=session, keystore=keystore, name=f"e-{run}", role="enterprise").actor
+        warehouse = create_actor(session=session, keystore=keystore, name=f"w-{run}", role="warehouse").actor
+        lots = [f"A{run}-{n}" for n in range(4)]
+        for lot in lots:
+            declaration = journey.DeclarationIn(
+                gtin=GTIN,
+                lot=lot,
+                product_name="Infant formula stage 1, 900 g",
+                hs_code="190110",
+                origin_country="NZ",
+                manufacturer="Waikato Dairy Ltd",
+                quantity=1000,
+                declaration_number=f"DEC-{lot}",
+            )
+            journey.declare(session=session, actor=enterprise, declaration=declaration)
+        session.commit()
+    results: list[dict[str, Any]] = []
+    for behaviour in (capture.ROLLBACK, capture.PROCEED):
+        seconds, sent = 0.0, 0
+        for number in range(documents):
+            lot = lots[number % len(lots)]
+            document = observations(lot, client=20 + len(results), document=number, count=500)
+            # The four lots in one document, as a WMS reporting a whole cold room would send them.
+            for n, event in enumerate(document["epcisBody"]["eventList"]):
+                event["quantityList"] = [{"epcClass": f"https://id.gs1.org/01/{GTIN}/10/{lots[n % len(lots)]}"}]
+            before = statements[0]
+            started = time.perf_counter()
+            with Session(engine, expire_on_commit=False) as session:
+                result = capture.capture(session=session, actor=warehouse, document=document, error_behaviour=behaviour)
+                session.commit()
+            seconds += time.perf_counter() - started
+            sent += statements[0] - before
+            if len(result.accepted) != 500:
+                raise SystemExit(f"accept: {len(result.accepted)} of 500 accepted; errors {result.job.errors[:300]}")
+        results.append(
+            {
+                "behaviour": behaviour,
+                "events": 500 * documents,
+                "events_per_s": 500 * documents / seconds,
+                "ms_per_document": 1000 * seconds / documents,
+                "statements_per_document": sent / documents,
+            }
+        )
+    engine.dispose()
+    return results
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--naive", type=int, default=300, help="events of the naive path (a)")
@@ -392,11 +470,13 @@ def main() -> int:
     parser.add_argument("--bulk", type=int, default=10_000, help="observations of the bulk path (c)")
     parser.add_argument("--clients", type=int, default=4, help="warehouse systems posting in (c)")
     parser.add_argument("--database", default=None, help="TRACER_DATABASE_URL of the service (default SQLite)")
-    parser.add_argument("--only", choices=["naive", "journey", "bulk"], action="append")
+    parser.add_argument("--documents", type=int, default=20, help="documents of 500 events per behaviour in (e)")
+    parser.add_argument("--no-anchoring", action="store_true", help="(c), (d): acceptance only, anchors not awaited")
+    parser.add_argument("--only", choices=["naive", "journey", "bulk", "accept"], action="append")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
-    paths = args.only or ["naive", "journey", "bulk"]
+    paths = args.only or ["naive", "journey", "bulk", "accept"]
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"database: {args.database or 'SQLite'}; work directory {workdir}")
     try:
@@ -417,16 +497,29 @@ def main() -> int:
             )
         if "bulk" in paths:
             log("(c)+(d) bulk capture of observations, single requests meanwhile ...")
-            r = bench_bulk(workdir, args.bulk, args.clients, args.database)
-            print(
-                f"(c) bulk EPCIS capture of observations: {r['events']} events accepted->anchored in "
-                f"{r['seconds']:.1f} s = {r['events_per_s']:.0f} events/s (accepted at {r['accept_per_s']:.0f}/s), "
-                f"{r['gas_per_event']:,.0f} gas/event over {r['transactions']} transactions"
-            )
+            r = bench_bulk(workdir, args.bulk, args.clients, args.database, anchoring=not args.no_anchoring)
+            if args.no_anchoring:
+                accepted = f"{r['events']} events accepted at {r['accept_per_s']:.0f}/s"
+                print(f"(c) bulk EPCIS capture of observations: {accepted}")
+            else:
+                print(
+                    f"(c) bulk EPCIS capture of observations: {r['events']} events accepted->anchored in "
+                    f"{r['seconds']:.1f} s = {r['events_per_s']:.0f} events/s (accepted at "
+                    f"{r['accept_per_s']:.0f}/s), {r['gas_per_event']:,.0f} gas/event over {r['transactions']} "
+                    "transactions"
+                )
             print(
                 f"(d) single-event capture during (c): {r['single_requests']} requests, p50 "
                 f"{r['single_p50_ms']:.0f} ms, p99 {r['single_p99_ms']:.0f} ms, max {r['single_max_ms']:.0f} ms"
             )
+        if "accept" in paths:
+            log("(e) acceptance alone, in process ...")
+            for r in bench_accept(workdir, args.documents, args.database):
+                print(
+                    f"(e) accept, {r['behaviour']}: {r['events']} events in documents of 500 = "
+                    f"{r['events_per_s']:.0f} events/s, {r['ms_per_document']:.0f} ms and "
+                    f"{r['statements_per_document']:.0f} statements per document"
+                )
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

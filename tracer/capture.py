@@ -6,11 +6,18 @@ journey by its type, bizStep and business transactions (docs/epcis-mapping.md), 
 ``tracer.journey`` exactly as the journey endpoints do, with the event kept as captured. By default
 (``rollback``) one bad event refuses the whole document and nothing of it is stored; with ``proceed``
 the good events are kept and the bad ones listed in the capture job.
+
+A document is applied in bulk (docs/performance.md, "Acceptance"): every event is hashed and read first, the
+lots it names are locked in one statement, re-sends are looked up in one query, and the accepted events
+reach the database in one multi-row INSERT at the end. Each event still goes through its journey step one by one, in
+document order, so the rules, the hashes and the errors are those of one event at a time.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import functools
 import json
 import re
 import uuid
@@ -30,7 +37,7 @@ from tracer.epcis import vocabulary as vocab
 from tracer.exceptions import DuplicateRecord, InvalidInput, TracerError
 from tracer.journey import Captured, EventAccepted
 from tracer.lifecycle import InspectionResult, Step
-from tracer.store.models import Actor, CaptureJob, Lot
+from tracer.store.models import Actor, CaptureJob, Event, Lot
 
 ROLLBACK, PROCEED = "rollback", "proceed"
 #: Events per capture document unless the caller passes its setting (``TRACER_CAPTURE_LIMIT``); advertised
@@ -253,9 +260,15 @@ class _Reader:
         return value.get("id") if isinstance(value, dict) else None
 
 
+# A document names its few lots and parcels hundreds of times: each identifier is parsed (check digits, Digital
+# Link decoding) once, and each lot id hashed once. Bounded, since the strings are the sender's to choose; the
+# results are immutable, so sharing them is safe.
+_parse_identifier = functools.lru_cache(maxsize=4096)(identifiers.parse_identifier)
+
+
 def _parse_id(value: str, pointer: str) -> identifiers.LotRef | identifiers.ParcelRef | identifiers.UnitRef:
     try:
-        return identifiers.parse_identifier(value)
+        return _parse_identifier(value)
     except InvalidInput as exc:
         raise InvalidInput(f"{value!r}: {exc.message}", pointer=pointer) from exc
 
@@ -415,7 +428,7 @@ def _try_parse(value: Any) -> identifiers.LotRef | identifiers.ParcelRef | ident
     if not isinstance(value, str):
         return None
     try:
-        return identifiers.parse_identifier(value)
+        return _parse_identifier(value)
     except InvalidInput:
         return None
 
@@ -472,7 +485,7 @@ def _document_step(read: _Reader, btt: dict[str, str]) -> tuple[Step, _Apply] | 
         model = journey.WaybillIn
     request = _model_without_person(model, data, at)
     apply = _DOCUMENT_APPLY[step]
-    return step, lambda s, a, c: apply(s, a, sscc, request, Captured(c.event, c.context, commitments))
+    return step, lambda s, a, c: apply(s, a, sscc, request, dataclasses.replace(c, commitments=commitments))
 
 
 # A payment and a waybill name their order too: the most specific business transaction decides.
@@ -498,6 +511,7 @@ _DOCUMENT_APPLY: dict[Step, Callable[[Session, Actor, str, Any, Captured], Event
 }
 
 
+@functools.lru_cache(maxsize=4096)
 def _lot_id(ref: identifiers.LotRef) -> str:
     return "0x" + identifiers.lot_id(ref.gtin, ref.lot).hex()
 
@@ -524,21 +538,20 @@ def capture(
     events = validate_document(document, limit=limit)
     context = document["@context"]
     prefixes = context_prefixes(context)
-    accepted: list[EventAccepted] = []
-    errors: list[dict[str, Any]] = []
-    for index, event in enumerate(events):
-        at = f"/epcisBody/eventList/{index}"
-        try:
-            # Only "proceed" keeps going after a bad event, so only it needs a savepoint per event (they cost
-            # a round trip each); under "rollback" the first error undoes the whole document anyway.
-            with session.begin_nested() if error_behaviour == PROCEED else contextlib.nullcontext():
-                result = _apply(session, actor, event, context=context, prefixes=prefixes, at=at)
-        except TracerError as exc:
-            if error_behaviour == ROLLBACK:
-                raise CaptureRejected(index, exc) from exc
-            errors.append({"eventIndex": index, "type": type(exc).__name__, "detail": str(exc)})
-            continue
-        accepted.extend(result if isinstance(result, list) else [result])
+    planned = [_plan(event, context=context, prefixes=prefixes, index=index) for index, event in enumerate(events)]
+    with journey.lots_locked(session=session, lot_ids={p.lot_id for p in planned if p.lot_id}):
+        # After the locks: a document on the same lots committed meanwhile is seen here, not re-accepted.
+        stored = journey.find_events(session=session, event_ids={p.event_id for p in planned if p.event_id})
+        if error_behaviour == ROLLBACK:
+            accepted, errors = _apply_all(session, actor, planned, stored, context=context, isolated=False)
+        else:
+            try:
+                # Most documents have no bad event: try the whole document in one savepoint first, and only
+                # when an event fails apply it again with a savepoint per event (each costs round trips).
+                with session.begin_nested():
+                    accepted, errors = _apply_all(session, actor, planned, stored, context=context, isolated=False)
+            except CaptureRejected:
+                accepted, errors = _apply_all(session, actor, planned, stored, context=context, isolated=True)
     job = CaptureJob(
         id=uuid.uuid4().hex,
         actor_id=actor.id or 0,
@@ -551,27 +564,115 @@ def capture(
     return CaptureResult(job=job, accepted=accepted)
 
 
+@dataclass(frozen=True)
+class _Planned:
+    """One event of a document as read before any is applied: its hash, its step, the lot it names, or the
+    error reading it raised (kept, and raised in the event's turn, so the first bad event is still the one
+    reported)."""
+
+    index: int
+    event: dict[str, Any]
+    event_id: str | None = None
+    step: tuple[Step, _Apply] | None = None
+    lot_id: str | None = None
+    error: TracerError | None = None
+
+    @property
+    def at(self) -> str:
+        return f"/epcisBody/eventList/{self.index}"
+
+
+def _plan(event: dict[str, Any], *, context: Any, prefixes: Mapping[str, str], index: int) -> _Planned:
+    at = f"/epcisBody/eventList/{index}"
+    try:
+        event_id = event_hash(event, context=context)
+    except TracerError as exc:
+        return _Planned(index, event, error=exc)
+    # The lot to lock up front: the first lot class the event names (the one a lot's step or an observation
+    # acts on). Events naming only a parcel or a unit lock their lot when applied.
+    subject = _observed_subject(_Reader(event, prefixes, at))
+    lot_id = _lot_id(subject) if isinstance(subject, identifiers.LotRef) else None
+    if "errorDeclaration" in event:  # a correction is no step of its own: it is never interpreted
+        return _Planned(index, event, event_id, lot_id=lot_id)
+    try:
+        step = interpret(event, prefixes=prefixes, at=at)
+    except TracerError as exc:
+        return _Planned(index, event, event_id, lot_id=lot_id, error=exc)
+    return _Planned(index, event, event_id, step, lot_id)
+
+
+def _apply_all(
+    session: Session,
+    actor: Actor,
+    planned: list[_Planned],
+    stored: dict[str, Event],
+    *,
+    context: Any,
+    isolated: bool,
+) -> tuple[list[EventAccepted], list[dict[str, Any]]]:
+    """Applies the events in document order, with ``stored`` the originals the database already held by hash.
+
+    Not ``isolated``: the first bad event raises CaptureRejected. ``isolated``: each event in a savepoint of its
+    own, a bad one rolled back and listed in the errors.
+    """
+    accepted: list[EventAccepted] = []
+    errors: list[dict[str, Any]] = []
+    originals: set[str] = set()  # hashes of the originals accepted from this document so far
+    # One INSERT for the whole document, unless each event has a savepoint of its own to be rolled back to.
+    with contextlib.nullcontext() if isolated else journey.events_inserted_together(session=session):
+        for item in planned:
+            try:
+                with session.begin_nested() if isolated else contextlib.nullcontext():
+                    result = _apply(session, actor, item, stored, originals, context=context)
+            except TracerError as exc:
+                if not isolated:
+                    raise CaptureRejected(item.index, exc) from exc
+                errors.append({"eventIndex": item.index, "type": type(exc).__name__, "detail": str(exc)})
+                continue
+            if "errorDeclaration" not in item.event:
+                assert item.event_id is not None
+                originals.add(item.event_id)
+            accepted.extend(result if isinstance(result, list) else [result])
+    return accepted, errors
+
+
 def _apply(
-    session: Session, actor: Actor, event: dict[str, Any], *, context: Any, prefixes: Mapping[str, str], at: str
+    session: Session,
+    actor: Actor,
+    item: _Planned,
+    stored: dict[str, Event],
+    originals: set[str],
+    *,
+    context: Any,
 ) -> EventAccepted | list[EventAccepted]:
     """Applies one captured event: a correction, a re-send (refused), a journey step or an observation."""
-    event_id = event_hash(event, context=context)
-    original = journey.find_event(session=session, event_id=event_id)
-    if "errorDeclaration" in event:
+    if item.event_id is None:
+        assert item.error is not None
+        raise item.error
+    event_id = item.event_id
+    original = stored.get(event_id)
+    if "errorDeclaration" in item.event:
         # GS1's hash ignores errorDeclaration: a correction hashes like the event it corrects.
+        if original is None and event_id in originals:
+            # It corrects an event of this very document: the query flushes it, so the correction can name its row.
+            original = journey.find_event(session=session, event_id=event_id)
         if original is None:
             raise InvalidInput(
-                "corrects no event captured here (no event has this hash)", pointer=at + "/errorDeclaration"
+                "corrects no event captured here (no event has this hash)", pointer=item.at + "/errorDeclaration"
             )
         lot = session.get(Lot, original.lot_pk)
         assert lot is not None
+        captured = Captured(item.event, context, event_id=event_id)
         return journey.record_observation(
-            session=session, actor=actor, lot_id=lot.lot_id, captured=Captured(event, context), corrects=original
+            session=session, actor=actor, lot_id=lot.lot_id, captured=captured, corrects=original
         )
-    if original is not None:
+    if original is not None or event_id in originals:
         raise DuplicateRecord("event", event_id)
-    _, apply = interpret(event, prefixes=prefixes, at=at)
-    return apply(session, actor, Captured(event, context))
+    if item.error is not None:
+        raise item.error
+    assert item.step is not None
+    _, apply = item.step
+    return apply(session, actor, Captured(item.event, context, event_id=event_id))
 
 
 def job_public(job: CaptureJob) -> dict[str, Any]:
