@@ -537,48 +537,25 @@ class ChainClient:
         """
         wait = ReceiptWait()
         outstanding = list(dict.fromkeys(HexBytes(h).to_0x_hex() for h in tx_hashes))
-        started = time.monotonic()
-        deadline = started + timeout
-        next_check = started + DROPPED_CHECK_SECONDS
-        misses: dict[str, int] = {}
-        highest: int | None = None
+        state = _ReceiptPoll(self, wait)
+        deadline = state.started + timeout
         unanswered_since: float | None = None
         pause = 0.02
         while outstanding:
-            calls: list[tuple[str, list[Any]]] = [("eth_getTransactionReceipt", [h]) for h in outstanding]
             try:
-                *receipts, head = self._call_many([*calls, ("eth_blockNumber", [])])
+                state.poll(outstanding)
             except ChainUnavailable:
                 now = time.monotonic()
                 unanswered_since = unanswered_since or now
                 if now - unanswered_since > UNANSWERED_GRACE_SECONDS:
                     raise
                 wait.chain_changed = True  # it may come back from an older state
+                state.next_check = 0.0  # once it answers, ask about every transaction at once
                 time.sleep(0.25)
                 continue
-            if unanswered_since is not None:
-                unanswered_since, next_check = None, 0.0  # back after an outage: check at once
-            number = _quantity(_unwrap(head))
-            if highest is not None and number < highest:
-                wait.chain_changed, next_check = True, 0.0  # the head went back: a restart or a reorg
-            highest = number if highest is None else max(highest, number)
-            for tx_hash, raw in zip(outstanding, receipts, strict=True):
-                if isinstance(raw, Exception) or raw is None:
-                    continue
-                wait.outcomes[tx_hash] = self._receipt_outcome(tx_hash, receipt_formatter(raw))
-                misses.pop(tx_hash, None)
+            unanswered_since = None
             outstanding = [h for h in outstanding if h not in wait.outcomes]
             now = time.monotonic()
-            if outstanding and now >= next_check:
-                next_check = now + DROPPED_CHECK_SECONDS
-                for tx_hash, reason in self._unminable(outstanding).items():
-                    if reason is None:
-                        misses.pop(tx_hash, None)
-                        continue
-                    misses[tx_hash] = misses.get(tx_hash, 0) + 1
-                    if misses[tx_hash] >= DROPPED_AFTER_CHECKS:
-                        wait.outcomes[tx_hash] = TransactionDropped(self.rpc_url, tx_hash, now - started, reason)
-                outstanding = [h for h in outstanding if h not in wait.outcomes]
             if outstanding and (now > deadline or (stop is not None and stop.is_set())):
                 for tx_hash in outstanding:
                     wait.outcomes[tx_hash] = ReceiptTimeout(self.rpc_url, tx_hash, timeout)
@@ -1071,6 +1048,47 @@ def _eth_tester_revert_data(exc: BaseException) -> bytes:
                         return value
         seen = seen.__context__
     return b""
+
+
+@dataclass
+class _ReceiptPoll:
+    """One ``wait_receipts`` between its polls: the highest head seen, when to ask about missing transactions next,
+    and how many checks in a row found each one unminable."""
+
+    client: ChainClient
+    wait: ReceiptWait
+    started: float = field(default_factory=time.monotonic)
+    next_check: float = 0.0
+    highest: int | None = None
+    misses: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.next_check = self.started + DROPPED_CHECK_SECONDS
+
+    def poll(self, outstanding: list[str]) -> None:
+        """One batched request for the receipts and the head; then, when due, the check of those still missing."""
+        client, wait = self.client, self.wait
+        calls: list[tuple[str, list[Any]]] = [("eth_getTransactionReceipt", [h]) for h in outstanding]
+        *receipts, head = client._call_many([*calls, ("eth_blockNumber", [])])
+        number = _quantity(_unwrap(head))
+        if self.highest is not None and number < self.highest:
+            wait.chain_changed, self.next_check = True, 0.0  # the head went back: a restart or a reorg
+        self.highest = number if self.highest is None else max(self.highest, number)
+        for tx_hash, raw in zip(outstanding, receipts, strict=True):
+            if raw is not None and not isinstance(raw, Exception):
+                wait.outcomes[tx_hash] = client._receipt_outcome(tx_hash, receipt_formatter(raw))
+        missing = [h for h in outstanding if h not in wait.outcomes]
+        now = time.monotonic()
+        if not missing or now < self.next_check:
+            return
+        self.next_check = now + DROPPED_CHECK_SECONDS
+        for tx_hash, reason in client._unminable(missing).items():
+            if reason is None:
+                self.misses.pop(tx_hash, None)
+                continue
+            self.misses[tx_hash] = self.misses.get(tx_hash, 0) + 1
+            if self.misses[tx_hash] >= DROPPED_AFTER_CHECKS:
+                wait.outcomes[tx_hash] = TransactionDropped(client.rpc_url, tx_hash, now - self.started, reason)
 
 
 #: How nodes say that the very transaction sent is in their pool already (geth, anvil, Ganache).

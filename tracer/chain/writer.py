@@ -26,12 +26,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from sqlalchemy import Engine
 from sqlmodel import Session, col, select
 
 from tracer.chain import typed_data
-from tracer.chain.client import ChainClient, Receipt, ReceiptTimeout, RecordedEvent
+from tracer.chain.client import (
+    ChainClient,
+    Receipt,
+    ReceiptTimeout,
+    ReceiptWait,
+    RecordedEvent,
+    SignedTx,
+    TransactionRejected,
+    TxRequest,
+    role_id,
+)
 from tracer.chain.splits import SPLIT_FUNCTION, batch_parcels, split_tree
 from tracer.chain.worker import Worker
 from tracer.epcis import event_hash_bytes
@@ -43,6 +54,10 @@ log = logging.getLogger(__name__)
 # Enough ether for tens of thousands of journey steps on a development chain.
 FUNDING_WEI = 10 * 10**18
 RECEIPT_TIMEOUT_SECONDS = 60.0
+#: Sends of a round's transactions: the first, then re-sends of those the node refused for their nonce (used
+#: already: read again; held by an older transaction of ours in its pool: replaced at ``FEE_BUMP`` times the fees).
+SEND_ATTEMPTS = 3
+FEE_BUMP = 1.25
 #: Events per signed batch, and the gas a batch may use (fixed from measured costs: no estimate per batch).
 MAX_OPS_PER_BATCH = 300
 BATCH_BASE_GAS = 60_000
@@ -75,10 +90,11 @@ class _Sent:
 
     row_id: int
     kind: str  # "event" | "task" | "batch" | "register"
-    tx_hash: str | None
+    tx_hash: str | None = None
     refused: ContractReverted | None = None  # the node refused it when it was sent
     batch: list[int] = field(default_factory=list)  # a batch's event rows
     parcel: str | None = None  # the parcel a registration is for
+    request: TxRequest | None = None  # the transaction to send (None when refused before sending)
 
 
 class Writer(Worker):
@@ -112,15 +128,16 @@ class Writer(Worker):
         # Sessions commit before every call to the node (expire_on_commit=False keeps what they read): a node
         # that is slow or away must never hold the database's write lock (SQLite has one for everybody).
         with Session(self._engine, expire_on_commit=False) as session:
-            sent = self._send_tasks(session)
+            prepared = self._send_tasks(session)
             # A revocation waits for the actor's accepted events instead of blocking them (see _send_tasks).
             blocked_actors = {task.actor_id for task in self._pending_tasks(session) if task.kind != "revoke"}
-            sent += self._send_events(session, blocked_actors)
-        if not sent:
+            prepared += self._send_events(session, blocked_actors)
+        if not prepared:
             return 0
-        for item in sent:
-            self._settle(item)
-        return len(sent)
+        self._submit(prepared)
+        self._record_hashes(prepared)
+        self._settle_all([item for item in prepared if item.tx_hash is not None or item.refused is not None])
+        return len(prepared)
 
     def drain(self, *, timeout: float = 120.0) -> None:
         """Runs rounds until nothing is pending (tests and the CLI use it); raises TimeoutError."""
@@ -142,8 +159,8 @@ class Writer(Worker):
         return list(session.exec(select(ChainTask).where(ChainTask.status == "pending").order_by(col(ChainTask.id))))
 
     def _send_tasks(self, session: Session) -> list[_Sent]:
+        """The round's role grants and revocations (signed by the role's admin) and fundings (by the deployer)."""
         sent: list[_Sent] = []
-        nonces: dict[str, int] = {}
         for task in self._pending_tasks(session):
             actor = session.get(Actor, task.actor_id)
             assert actor is not None
@@ -155,24 +172,17 @@ class Writer(Worker):
                     sender = self._grantor(session, task.role or "")
                 session.commit()
                 if task.kind == "fund":
-                    tx_hash = self._client.transfer(
-                        sender=sender, to=actor.address, value_wei=FUNDING_WEI, nonce=self._next_nonce(nonces, sender)
-                    )
+                    request = self._client.transfer_request(sender=sender, to=actor.address, value_wei=FUNDING_WEI)
                 else:
-                    send_role = self._client.revoke_role if task.kind == "revoke" else self._client.grant_role
-                    tx_hash = send_role(
+                    request = self._client.call_request(
                         sender=sender,
-                        role_name=task.role or "",
-                        address=actor.address,
-                        nonce=self._next_nonce(nonces, sender),
+                        function="revokeRole" if task.kind == "revoke" else "grantRole",
+                        args=[role_id(task.role or ""), to_checksum_address(actor.address)],
                     )
             except ContractReverted as refused:
-                nonces.pop(sender.address, None)
-                sent.append(_Sent(row_id=task.id or 0, kind="task", tx_hash=None, refused=refused))
+                sent.append(_Sent(row_id=task.id or 0, kind="task", refused=refused))
                 continue
-            task.tx_hash = tx_hash
-            session.add(task)
-            sent.append(_Sent(row_id=task.id or 0, kind="task", tx_hash=tx_hash))
+            sent.append(_Sent(row_id=task.id or 0, kind="task", request=request))
         session.commit()
         return sent
 
@@ -193,15 +203,14 @@ class Writer(Worker):
 
     def _send_events(self, session: Session, blocked_actors: set[int]) -> list[_Sent]:
         runs = self._next_runs(session, blocked_actors)
-        nonces: dict[str, int] = {}
-        sent = self._register_parcels(session, runs, nonces)
+        sent = self._register_parcels(session, runs)
         registering = {item.parcel for item in sent}
         by_actor: dict[int, list[list[Event]]] = {}
         for run in runs:
             if any(event.id in self._solo for event in run):
                 if _parcel_named(run[0]) in registering:
                     continue  # its own key is another nonce lane: it goes once the registration is mined
-                sent += self._send_alone(session, run[0], nonces)  # one at a time until the culprit is found
+                sent.append(self._send_alone(session, run[0]))  # one at a time until the culprit is found
             else:
                 by_actor.setdefault(run[0].actor_id, []).append(run)
         for actor_id, actor_runs in by_actor.items():
@@ -209,7 +218,7 @@ class Writer(Worker):
             assert actor is not None and actor.encrypted_key is not None
             signer = self._open_key(actor.encrypted_key)
             for chunk in _chunks(actor_runs, MAX_OPS_PER_BATCH):
-                sent.append(self._send_batch(session, signer, chunk, nonces))
+                sent.append(self._send_batch(session, signer, chunk))
         session.commit()
         return sent
 
@@ -248,9 +257,7 @@ class Writer(Worker):
             run.append(event)
         return list(runs.values())
 
-    def _send_batch(
-        self, session: Session, signer: LocalAccount, runs: list[list[Event]], nonces: dict[str, int]
-    ) -> _Sent:
+    def _send_batch(self, session: Session, signer: LocalAccount, runs: list[list[Event]]) -> _Sent:
         """One ``recordSigned`` transaction: ``signer``'s runs on many lots, relayed by the deployer key.
 
         Each run carries the lot's head before it, so a re-send of what the chain holds is skipped there.
@@ -273,25 +280,15 @@ class Writer(Worker):
             lots=groups,
         )
         rows = [event.id or 0 for run in runs for event in run]
-        session.commit()
-        try:
-            tx_hash = self._client.send_call(
-                sender=self._deployer,
-                function="recordSigned",
-                args=[batch, signature, prior_heads, typed_data.split_hashes(groups)],
-                nonce=self._next_nonce(nonces, self._deployer),
-                gas=min(gas, MAX_BATCH_GAS),
-            )
-        except ContractReverted as refused:
-            nonces.pop(self._deployer.address, None)
-            return _Sent(row_id=0, kind="batch", tx_hash=None, refused=refused, batch=rows)
-        for run in runs:
-            for event in run:
-                event.tx_hash = tx_hash
-                session.add(event)
-        return _Sent(row_id=0, kind="batch", tx_hash=tx_hash, batch=rows)
+        request = self._client.call_request(
+            sender=self._deployer,
+            function="recordSigned",
+            args=[batch, signature, prior_heads, typed_data.split_hashes(groups)],
+            gas=min(gas, MAX_BATCH_GAS),
+        )
+        return _Sent(row_id=0, kind="batch", batch=rows, request=request)
 
-    def _register_parcels(self, session: Session, runs: list[list[Event]], nonces: dict[str, int]) -> list[_Sent]:
+    def _register_parcels(self, session: Session, runs: list[list[Event]]) -> list[_Sent]:
         """Sends ``registerParcel`` (relayer key) for each parcel a run's event needs the record of and the chain
         lacks; the batches sent after it in the same lane land after it."""
         # The chain is asked each time, not a memory of earlier rounds: a reorg or a restored node may drop a
@@ -307,18 +304,8 @@ class Writer(Worker):
             args = self._registration(session, parcel_id, lot_pk)
             if args is None:
                 continue
-            try:
-                tx_hash = self._client.send_call(
-                    sender=self._deployer,
-                    function="registerParcel",
-                    args=args,
-                    nonce=self._next_nonce(nonces, self._deployer),
-                )
-            except ContractReverted as refused:
-                nonces.pop(self._deployer.address, None)
-                log.warning("registering parcel %s was refused: %s", parcel_id, refused)
-                continue
-            sent.append(_Sent(row_id=0, kind="register", tx_hash=tx_hash, parcel=parcel_id))
+            request = self._client.call_request(sender=self._deployer, function="registerParcel", args=args)
+            sent.append(_Sent(row_id=0, kind="register", parcel=parcel_id, request=request))
         return sent
 
     def _registration(self, session: Session, parcel_id: str, lot_pk: int) -> list[Any] | None:
@@ -357,69 +344,157 @@ class Writer(Worker):
         position = next(i for i, p in enumerate(parcels) if p.id == parcel.id)
         return [lot.lot_id, first_index, count, parcel_id, parcel.index, parcel.quantity, tree.proof(position)]
 
-    def _send_alone(self, session: Session, event: Event, nonces: dict[str, int]) -> list[_Sent]:
+    def _send_alone(self, session: Session, event: Event) -> _Sent:
         """The event by itself, sent from its actor's own key through the registry's direct function."""
         actor = session.get(Actor, event.actor_id)
         assert actor is not None and actor.encrypted_key is not None
         sender = self._open_key(actor.encrypted_key)
         session.commit()
-        try:
-            tx_hash = self._client.send_call(
-                sender=sender,
-                function=event.chain_function,
-                args=_decode_args(event.chain_args),
-                nonce=self._next_nonce(nonces, sender),
-            )
-        except ContractReverted as refused:
-            nonces.pop(sender.address, None)  # nothing was queued: re-read the nonce
-            return [_Sent(row_id=event.id or 0, kind="event", tx_hash=None, refused=refused)]
-        event.tx_hash = tx_hash
-        session.add(event)
-        return [_Sent(row_id=event.id or 0, kind="event", tx_hash=tx_hash)]
+        request = self._client.call_request(
+            sender=sender, function=event.chain_function, args=_decode_args(event.chain_args)
+        )
+        return _Sent(row_id=event.id or 0, kind="event", request=request)
 
-    def _next_nonce(self, nonces: dict[str, int], sender: LocalAccount) -> int:
-        if sender.address not in nonces:
-            nonces[sender.address] = self._client.pending_nonce(sender.address)
-        nonce = nonces[sender.address]
-        nonces[sender.address] = nonce + 1
-        return nonce
+    # -- sending -------------------------------------------------------------------------------------------
+
+    def _submit(self, items: list[_Sent]) -> None:
+        """Signs the round's transactions and sends them in one JSON-RPC batch, setting each item's ``tx_hash`` or
+        ``refused``; an item the node refuses otherwise stays unsent (its rows stay pending for the next round)
+        without holding up the others.
+
+        Nonces: one batched read of each sender's pending count per round, then counted up in the items' order,
+        so a sender's transactions (a registration before the batch that needs it) are mined in that order. The
+        count is read again for a re-send of an item whose nonce was used already; an item whose nonce an older
+        transaction of ours holds in the node's pool (a re-send after a drop) replaces it with higher fees.
+        """
+        todo = [item for item in items if item.request is not None]
+        keep: dict[int, int] = {}  # id(item) -> the nonce it must replace in the pool
+        bump: dict[int, float] = {}
+        used: dict[str, int] = {}  # per sender, the highest nonce the node took this round
+        for attempt in range(SEND_ATTEMPTS):
+            if not todo:
+                return
+            signed = self._sign_all(todo, keep, bump, used)
+            results = self._client.send_raw(signed)
+            retry: list[_Sent] = []
+            failed_senders: set[str] = set()
+            for item, tx, result in zip(todo, signed, results, strict=True):
+                key = id(item)
+                if isinstance(result, str):
+                    item.tx_hash = result
+                    used[tx.sender] = max(used.get(tx.sender, -1), tx.nonce)
+                elif isinstance(result, ContractReverted):
+                    item.refused = result
+                    failed_senders.add(tx.sender)
+                elif result.replacement_underpriced:
+                    keep[key], bump[key] = tx.nonce, bump.get(key, 1.0) * FEE_BUMP
+                    retry.append(item)
+                elif result.nonce_too_low or tx.sender in failed_senders:
+                    # Used already, or a gap left by an earlier item of the sender that the node refused.
+                    keep.pop(key, None)
+                    retry.append(item)
+                else:
+                    self._not_sent(item, result)
+                    failed_senders.add(tx.sender)
+            if retry:
+                log.warning(
+                    "re-sending %d of %d transactions the node refused for their nonce (attempt %d)",
+                    len(retry),
+                    len(todo),
+                    attempt + 2,
+                )
+            todo = retry
+        for item in todo:
+            self._not_sent(item, TransactionRejected(f"nonce still refused after {SEND_ATTEMPTS} attempts"))
+
+    def _sign_all(
+        self, items: list[_Sent], keep: dict[int, int], bump: dict[int, float], used: dict[str, int]
+    ) -> list[SignedTx]:
+        requests = [item.request for item in items if item.request is not None]
+        counts = self._client.pending_nonces([request.sender.address for request in requests])
+        kept: dict[str, set[int]] = {}
+        for item in items:
+            if id(item) in keep and item.request is not None:
+                kept.setdefault(item.request.sender.address, set()).add(keep[id(item)])
+        next_nonce = {sender: max(count, used.get(sender, -1) + 1) for sender, count in counts.items()}
+        signed = []
+        for item, request in zip(items, requests, strict=True):
+            sender = request.sender.address
+            nonce = keep.get(id(item))
+            if nonce is None:
+                nonce = next_nonce[sender]
+                while nonce in kept.get(sender, ()):
+                    nonce += 1
+                next_nonce[sender] = nonce + 1
+            signed.append(self._client.sign(request, nonce=nonce, fee_bump=bump.get(id(item), 1.0)))
+        return signed
+
+    @staticmethod
+    def _not_sent(item: _Sent, reason: TransactionRejected) -> None:
+        what = f"parcel {item.parcel}'s registration" if item.kind == "register" else f"{item.kind} {item.row_id}"
+        if item.kind == "batch":
+            what = f"a batch of {len(item.batch)} events"
+        log.warning("the node refused %s (%s); it goes again next round", what, reason)
+
+    def _record_hashes(self, items: list[_Sent]) -> None:
+        """Keeps each sent transaction's hash on its rows (shown while they are pending)."""
+        with Session(self._engine) as session:
+            for item in items:
+                if item.tx_hash is None:
+                    continue
+                if item.kind == "task":
+                    task = session.get(ChainTask, item.row_id)
+                    if task is not None:
+                        task.tx_hash = item.tx_hash
+                        session.add(task)
+                elif item.kind in ("batch", "event"):
+                    for row in item.batch or [item.row_id]:
+                        event = session.get(Event, row)
+                        if event is not None and event.status == "pending":
+                            event.tx_hash = item.tx_hash
+                            session.add(event)
+            session.commit()
 
     # -- outcomes ------------------------------------------------------------------------------------------
 
-    def _settle(self, item: _Sent) -> None:
-        if item.kind == "register":
-            self._settle_registration(item)
+    def _settle_all(self, items: list[_Sent]) -> None:
+        """Waits for the round's receipts together (dropped transactions noticed within seconds) and records each
+        outcome; a transaction without a receipt leaves its rows pending, to be sent again next round."""
+        hashes = [item.tx_hash for item in items if item.tx_hash is not None]
+        wait = (
+            self._client.wait_receipts(hashes, timeout=RECEIPT_TIMEOUT_SECONDS, stop=self._stop)
+            if hashes
+            else ReceiptWait()
+        )
+        if wait.chain_changed:
+            log.warning("the node's chain went back or it was away while the writer waited: a restart or a reorg")
+        mined = [outcome.block_number for outcome in wait.outcomes.values() if isinstance(outcome, Receipt)]
+        if mined:
+            self._wait_confirmations(max(mined))
+        for item in items:
+            outcome = wait.outcomes.get(item.tx_hash) if item.tx_hash is not None else item.refused
+            self._settle(item, outcome)
+
+    def _settle(self, item: _Sent, outcome: Receipt | ContractReverted | ReceiptTimeout | None) -> None:
+        if isinstance(outcome, ReceiptTimeout):
+            what = f"the registration of parcel {item.parcel}" if item.kind == "register" else item.tx_hash
+            log.warning("no receipt for %s (%s); it will be re-sent", what, outcome)
             return
-        receipt: Receipt | None = None
-        outcome = item.refused
-        if item.tx_hash is not None:
-            try:
-                receipt = self._client.wait_receipt(item.tx_hash, timeout=RECEIPT_TIMEOUT_SECONDS)
-            except ContractReverted as exc:
-                outcome = exc
-            except ReceiptTimeout:
-                log.warning("no receipt for %s yet; it will be re-sent", item.tx_hash)
-                return
-        if receipt is not None:
-            self._wait_confirmations(receipt.block_number)
+        if item.kind == "register":
+            if isinstance(outcome, ContractReverted):
+                # Another relayer may have registered it first; the next round reads the chain again.
+                log.warning("registering parcel %s failed: %s", item.parcel, outcome)
+            return
+        receipt = outcome if isinstance(outcome, Receipt) else None
+        refused = outcome if isinstance(outcome, ContractReverted) else None
         with Session(self._engine, expire_on_commit=False) as session:
             if item.kind == "task":
-                self._settle_task(session, item, outcome)
+                self._settle_task(session, item, refused)
             elif item.kind == "batch":
-                self._settle_batch(session, item, receipt, outcome)
+                self._settle_batch(session, item, receipt, refused)
             else:
-                self._settle_event(session, item, receipt, outcome)
+                self._settle_event(session, item, receipt, refused)
             session.commit()
-
-    def _settle_registration(self, item: _Sent) -> None:
-        assert item.tx_hash is not None and item.parcel is not None
-        try:
-            self._client.wait_receipt(item.tx_hash, timeout=RECEIPT_TIMEOUT_SECONDS)
-        except ContractReverted as refused:
-            # Another relayer may have registered it first; the next round reads the chain again.
-            log.warning("registering parcel %s failed: %s", item.parcel, refused)
-        except ReceiptTimeout:
-            log.warning("no receipt for the registration of parcel %s yet", item.parcel)
 
     def _wait_confirmations(self, block_number: int) -> None:
         while self._client.latest_block() - block_number + 1 < self._confirmations:
