@@ -2,32 +2,48 @@
 
 Measured with anvil 1.7.1 (tests/chain/test_anvil.py keeps these true):
 
-- ``--state FILE`` loads the file at start when it exists and dumps to it every ``--state-interval``
-  seconds and on a clean exit (SIGTERM). The dump holds accounts, storage, every block, transaction
-  and log, so after a restart the contract, its storage and its logs are there and block numbers go
-  on from the last dumped block.
+- The state file (JSON) holds accounts, storage, every block, transaction and log, so after a restart the
+  contract, its storage and its logs are there and block numbers go on from the last dumped block.
+- anvil's own periodic dump (``--state-interval``) is not consistent with a miner at work: it can write the
+  storage of a block it is mining next to a block list that ends before it. After a ``kill -9`` such a node
+  comes back with a lot's sequence number advanced but the logs of those events gone, so nothing could prove
+  them. With interval mining the supervisor therefore dumps the state itself (``anvil_dumpState``) while the
+  miner is paused for that moment, and writes the file aside and renames it into place, so a kill never
+  leaves a torn file. anvil still dumps on a clean exit (SIGTERM, ``--dump-state``).
+- With automine (a block per transaction, for fast tests) anvil's own ``--state-interval`` dump is kept:
+  pausing would hold up every transaction, and nothing kills those nodes.
 - A ``kill -9`` loses what happened after the last dump only; ``wait_for_state_dump()`` right after
   deploying makes the deployment durable.
-- The dump is rewritten in place (same inode), not written aside and renamed: a kill during the write
-  leaves a truncated file that anvil refuses at the next start ("failed to parse json file"). Each
-  start therefore keeps the file it loaded successfully as ``<state>.bak``, and the error names it.
+- anvil's exit dump is written in place: a kill during it leaves a truncated file that anvil refuses at the
+  next start ("failed to parse json file"). Each start therefore keeps the file it loaded successfully as
+  ``<state>.bak``, and the error names it.
 - Every block, even empty, is kept in the dump (~1.75 KB per empty block at one-second blocks,
   ~150 MB a day), and the whole file is rewritten at every interval.
 """
 
 from __future__ import annotations
 
+import gzip
+import json
+import logging
 import os
 import shutil
+import threading
 import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 from tracer.chain.supervisor import NodeSupervisor, free_port
 from tracer.config import PROJECT_ROOT
 from tracer.exceptions import ConfigurationError
 
+log = logging.getLogger(__name__)
 #: Where ``npm install`` puts the native binary that ``@foundry-rs/anvil`` ships (linux x64).
 ANVIL_BINARY_RELATIVE = Path("node_modules/@foundry-rs/anvil-linux-amd64/bin/anvil")
+
+#: How long the miner stays paused before a dump, so that a block being mined when the pause came is finished.
+MINER_SETTLE_SECONDS = 0.05
 
 #: The development mnemonic of anvil, Hardhat and Ganache; its first key is ``config.DEV_DEPLOYER_KEY``.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
@@ -54,7 +70,8 @@ class AnvilSupervisor(NodeSupervisor):
     """A native anvil on ``127.0.0.1:port`` with one-second blocks and its state in ``state_path``.
 
     ``start()`` loads the state file if it exists; ``stop()`` ends anvil cleanly, which dumps the state;
-    ``wait_for_state_dump(after)`` waits for the next periodic dump (every ``state_interval`` seconds).
+    ``wait_for_state_dump(after)`` waits for the next periodic dump (every ``state_interval`` seconds,
+    written by the supervisor with interval mining, by anvil with automine: see the module's notes).
     Accounts come from the development mnemonic, each funded with ``balance_ether``.
     ``block_time=None`` mines a block per transaction instead (automine: fast tests).
     """
@@ -83,6 +100,13 @@ class AnvilSupervisor(NodeSupervisor):
         self.mnemonic = mnemonic
         self.accounts = accounts
         self.balance_ether = balance_ether
+        self._dumper: threading.Thread | None = None
+        self._stop_dumping = threading.Event()
+
+    @property
+    def dumps_itself(self) -> bool:
+        """True when the supervisor writes the periodic dumps (interval mining), not anvil (automine)."""
+        return self.block_time is not None
 
     @classmethod
     def in_directory(
@@ -109,15 +133,17 @@ class AnvilSupervisor(NodeSupervisor):
 
     def command(self) -> list[str]:
         """The anvil argv (see ``anvil --help``)."""
-        mining = ["--block-time", str(self.block_time)] if self.block_time is not None else []
+        if self.dumps_itself:
+            load = ["--load-state", str(self.state_path)] if self.state_path.exists() else []
+            state = [*load, "--dump-state", str(self.state_path), "--block-time", str(self.block_time)]
+        else:
+            state = ["--state", str(self.state_path), "--state-interval", str(self.state_interval)]
         return [
             str(self.binary),
             "--host", "127.0.0.1",
             "--port", str(self.port),
             "--chain-id", str(self.chain_id),
-            *mining,
-            "--state", str(self.state_path),
-            "--state-interval", str(self.state_interval),
+            *state,
             "--mnemonic", self.mnemonic,
             "--accounts", str(self.accounts),
             "--balance", str(self.balance_ether),
@@ -143,6 +169,72 @@ class AnvilSupervisor(NodeSupervisor):
         """anvil loaded the state file: the copy taken before start is a known-good backup now."""
         if self._loading_path.exists():
             os.replace(self._loading_path, self.backup_path)
+        if self.dumps_itself:
+            self._stop_dumping.clear()
+            self._dumper = threading.Thread(target=self._dump_periodically, name="anvil-state-dump", daemon=True)
+            self._dumper.start()
+
+    def stop(self, *, timeout: float = 10.0) -> int | None:
+        """Stops the dumps, then anvil (SIGTERM: it writes its exit dump)."""
+        self._stop_dumper()
+        return super().stop(timeout=timeout)
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: the state is what the last dump holds."""
+        self._stop_dumper()
+        super().kill()
+
+    def dump_state(self) -> None:
+        """Writes a consistent dump after the next block: the miner is paused while anvil serialises its state.
+
+        Raises OSError when anvil does not answer, ConfigurationError when it refuses; the file is then untouched.
+        """
+        # Pause right after a block: setting the interval again restarts anvil's timer, so a pause at a random
+        # moment (every second, with one-second blocks) could keep postponing the next block for ever.
+        self._wait_for_next_block()
+        self._rpc("evm_setIntervalMining", 0)
+        try:
+            time.sleep(MINER_SETTLE_SECONDS)
+            dumped = self._rpc("anvil_dumpState")
+        finally:
+            self._rpc("evm_setIntervalMining", self.block_time)
+        state = gzip.decompress(bytes.fromhex(str(dumped).removeprefix("0x")))
+        partial = self.state_path.with_name(self.state_path.name + ".partial")
+        with open(partial, "wb") as handle:
+            handle.write(state)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(partial, self.state_path)
+
+    def _wait_for_next_block(self) -> None:
+        assert self.block_time is not None
+        first = int(self._rpc("eth_blockNumber"), 16)
+        deadline = time.monotonic() + 2 * self.block_time + 1
+        while int(self._rpc("eth_blockNumber"), 16) == first and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def _dump_periodically(self) -> None:
+        while not self._stop_dumping.wait(self.state_interval):
+            try:
+                self.dump_state()
+            except Exception as exc:  # noqa: BLE001 - a node that is away or busy is dumped next interval
+                if not self._stop_dumping.is_set():
+                    log.warning("could not dump anvil's state (%s); trying again in %s s", exc, self.state_interval)
+
+    def _stop_dumper(self) -> None:
+        self._stop_dumping.set()
+        if self._dumper is not None and self._dumper is not threading.current_thread():
+            self._dumper.join(timeout=30)
+        self._dumper = None
+
+    def _rpc(self, method: str, *params: Any) -> Any:
+        body = json.dumps({"jsonrpc": "2.0", "id": 1, "method": method, "params": list(params)}).encode()
+        request = urllib.request.Request(self.rpc_url, data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answer = json.load(response)
+        if "error" in answer:
+            raise ConfigurationError(f"anvil refused {method}: {answer['error']}")
+        return answer.get("result")
 
     def start(self, *, timeout: float = 20.0) -> AnvilSupervisor:
         """Starts anvil (see ``NodeSupervisor.start``); a state file anvil cannot parse is named in the error."""
