@@ -10,12 +10,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_support import ZONE, Journey
+from api_support import ZONE, Journey, declaration
 from eth_account import Account
 from sqlmodel import Session, select
 from web3 import HTTPProvider, Web3
 
 from tracer.chain.anvil import AnvilSupervisor
+from tracer.chain.writer import Writer, relayer_lanes
 from tracer.store.models import Actor, ChainTask, Event
 
 pytestmark = pytest.mark.anvil
@@ -136,3 +137,36 @@ def test_a_transaction_the_node_dropped_is_noticed_in_seconds_and_sent_again(
     _rpc(node, "evm_setIntervalMining", 1)
     journey.api.anchor()
     assert [e.status for e in _events(journey)] == ["anchored", "anchored"]
+
+
+def test_lots_spread_over_relayer_lanes_each_lot_staying_in_its_lane(journey: Journey, node: AnvilSupervisor) -> None:
+    service = journey.api.service
+    lanes = relayer_lanes(service.deployer, 3)
+    writer = Writer(
+        engine=service.engine,
+        client=service.client,
+        open_key=service.keystore.open,
+        deployer=service.deployer,
+        relayers=lanes,
+    )
+    assert {service.client.balance(lane.address) for lane in lanes[1:]} == {0}
+    lots = []
+    for number in range(6):
+        response = journey.api.post("/lots", journey.parties.enterprise, declaration(lot=f"LANE-{number}"))
+        assert response.status_code == 202, response.text
+        lots.append(response.json()["lot_id"])
+    writer.drain(timeout=60)  # the first round funds the lanes and relays on the deployer's alone
+    for lot in lots:
+        response = journey.api.post(
+            f"/lots/{lot}/entry", journey.parties.warehouse, {"counted_quantity": 1000, "biz_location": ZONE}
+        )
+        assert response.status_code == 202, response.text
+    writer.drain(timeout=60)
+
+    assert all(service.client.balance(lane.address) > 0 for lane in lanes)
+    with Session(service.engine) as session:
+        entries = session.exec(select(Event).where(Event.step == "entry")).all()
+    assert {event.status for event in entries} == {"anchored"} and len(entries) == len(lots)
+    relayed_by = {event.lot_pk: service.client.w3.eth.get_transaction(event.tx_hash)["from"] for event in entries}  # type: ignore[arg-type]
+    assert set(relayed_by.values()) == {lane.address for lane in lanes}  # every lane carried lots
+    assert all(relayed_by[lot_pk] == lanes[lot_pk % len(lanes)].address for lot_pk in relayed_by)

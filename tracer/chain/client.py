@@ -510,6 +510,12 @@ class ChainClient:
         results = self._call_many([("eth_getTransactionCount", [address, "pending"]) for address in unique])
         return {address: _quantity(_unwrap(result)) for address, result in zip(unique, results, strict=True)}
 
+    def balances(self, addresses: Sequence[str]) -> dict[str, int]:
+        """The balance in wei of each address (checksummed keys), in one batched request."""
+        unique = list(dict.fromkeys(to_checksum_address(a) for a in addresses))
+        results = self._call_many([("eth_getBalance", [address, "latest"]) for address in unique])
+        return {address: _quantity(_unwrap(result)) for address, result in zip(unique, results, strict=True)}
+
     def wait_receipt(self, tx_hash: str | bytes, *, timeout: float = 30.0) -> Receipt:
         """Waits until ``tx_hash`` is mined and returns its receipt.
 

@@ -10,6 +10,12 @@ counts as anchored.
 Per lot, events go in sequence order: consecutive events of one sender share a round (their nonces keep
 the order), and an event of another sender waits for the round after.
 
+Relaying: signed batches and parcel registrations go from relayer keys, one nonce lane each (``relayer_lanes``:
+the deployer key, and keys derived from it when ``TRACER_WRITER_LANES`` asks for more). A lot always goes in the
+same lane (its database id modulo the lanes), its registration before its batch. Lanes are funded by the deployer
+when their balance runs low (checked each round, so a node restored from an older state funds them again); a lane
+without funds yet leaves its lots to the deployer's lane for that round.
+
 Consecutive split events of a lot go as one ``SplitBatch`` op (up to ``MAX_SPLIT_BATCH`` parcels): the chain
 keeps the root of their parcels' leaves, not a record per parcel. Before a parcel's first own step (a document,
 its release, its delivery, an observation of it) the relayer key registers the parcel with its Merkle proof
@@ -21,10 +27,11 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
@@ -53,6 +60,8 @@ log = logging.getLogger(__name__)
 
 # Enough ether for tens of thousands of journey steps on a development chain.
 FUNDING_WEI = 10 * 10**18
+#: A relayer lane below this balance is topped up with FUNDING_WEI (a full 25M-gas batch at 40 gwei is 1 ether).
+LANE_MIN_BALANCE_WEI = 2 * 10**18
 RECEIPT_TIMEOUT_SECONDS = 60.0
 #: Sends of a round's transactions: the first, then re-sends of those the node refused for their nonce (used
 #: already: read again; held by an older transaction of ours in its pool: replaced at ``FEE_BUMP`` times the fees).
@@ -93,7 +102,7 @@ class _Sent:
     tx_hash: str | None = None
     refused: ContractReverted | None = None  # the node refused it when it was sent
     batch: list[int] = field(default_factory=list)  # a batch's event rows
-    parcel: str | None = None  # the parcel a registration is for
+    parcel: str | None = None  # the parcel a registration is for (or the lane a funding is for)
     request: TxRequest | None = None  # the transaction to send (None when refused before sending)
 
 
@@ -109,6 +118,7 @@ class Writer(Worker):
         client: ChainClient,
         open_key: Callable[[str], LocalAccount],
         deployer: LocalAccount,
+        relayers: Sequence[LocalAccount] = (),
         confirmations: int = 1,
         idle_seconds: float = 0.2,
     ) -> None:
@@ -117,6 +127,9 @@ class Writer(Worker):
         self._client = client
         self._open_key = open_key
         self._deployer = deployer
+        #: The nonce lanes: relayer keys, the first of them the deployer (see ``relayer_lanes``).
+        self._relayers = list(relayers) or [deployer]
+        self._funded: list[LocalAccount] = [self._relayers[0]]  # this round's lanes with funds
         self._confirmations = max(1, confirmations)
         # Events of a batch the registry refused go alone next time, so each gets its own verdict.
         self._solo: set[int] = set()
@@ -127,8 +140,9 @@ class Writer(Worker):
         """Sends every row that may go now, waits for their receipts, records the outcome; returns the count."""
         # Sessions commit before every call to the node (expire_on_commit=False keeps what they read): a node
         # that is slow or away must never hold the database's write lock (SQLite has one for everybody).
+        prepared = self._fund_lanes()
         with Session(self._engine, expire_on_commit=False) as session:
-            prepared = self._send_tasks(session)
+            prepared += self._send_tasks(session)
             # A revocation waits for the actor's accepted events instead of blocking them (see _send_tasks).
             blocked_actors = {task.actor_id for task in self._pending_tasks(session) if task.kind != "revoke"}
             prepared += self._send_events(session, blocked_actors)
@@ -205,20 +219,20 @@ class Writer(Worker):
         runs = self._next_runs(session, blocked_actors)
         sent = self._register_parcels(session, runs)
         registering = {item.parcel for item in sent}
-        by_actor: dict[int, list[list[Event]]] = {}
+        by_actor: dict[tuple[int, int], list[list[Event]]] = {}
         for run in runs:
             if any(event.id in self._solo for event in run):
                 if _parcel_named(run[0]) in registering:
                     continue  # its own key is another nonce lane: it goes once the registration is mined
                 sent.append(self._send_alone(session, run[0]))  # one at a time until the culprit is found
             else:
-                by_actor.setdefault(run[0].actor_id, []).append(run)
-        for actor_id, actor_runs in by_actor.items():
+                by_actor.setdefault((run[0].actor_id, self._lane(run[0].lot_pk)), []).append(run)
+        for (actor_id, lane), actor_runs in by_actor.items():
             actor = session.get(Actor, actor_id)
             assert actor is not None and actor.encrypted_key is not None
             signer = self._open_key(actor.encrypted_key)
             for chunk in _chunks(actor_runs, MAX_OPS_PER_BATCH):
-                sent.append(self._send_batch(session, signer, chunk))
+                sent.append(self._send_batch(session, signer, chunk, self._funded[lane]))
         session.commit()
         return sent
 
@@ -257,8 +271,10 @@ class Writer(Worker):
             run.append(event)
         return list(runs.values())
 
-    def _send_batch(self, session: Session, signer: LocalAccount, runs: list[list[Event]]) -> _Sent:
-        """One ``recordSigned`` transaction: ``signer``'s runs on many lots, relayed by the deployer key.
+    def _send_batch(
+        self, session: Session, signer: LocalAccount, runs: list[list[Event]], relayer: LocalAccount
+    ) -> _Sent:
+        """One ``recordSigned`` transaction: ``signer``'s runs on many lots, relayed by the lots' lane ``relayer``.
 
         Each run carries the lot's head before it, so a re-send of what the chain holds is skipped there.
         """
@@ -281,7 +297,7 @@ class Writer(Worker):
         )
         rows = [event.id or 0 for run in runs for event in run]
         request = self._client.call_request(
-            sender=self._deployer,
+            sender=relayer,
             function="recordSigned",
             args=[batch, signature, prior_heads, typed_data.split_hashes(groups)],
             gas=min(gas, MAX_BATCH_GAS),
@@ -304,7 +320,8 @@ class Writer(Worker):
             args = self._registration(session, parcel_id, lot_pk)
             if args is None:
                 continue
-            request = self._client.call_request(sender=self._deployer, function="registerParcel", args=args)
+            relayer = self._funded[self._lane(lot_pk)]  # the lane of the lot's batch, which is sent after it
+            request = self._client.call_request(sender=relayer, function="registerParcel", args=args)
             sent.append(_Sent(row_id=0, kind="register", parcel=parcel_id, request=request))
         return sent
 
@@ -343,6 +360,30 @@ class Writer(Worker):
             return None
         position = next(i for i, p in enumerate(parcels) if p.id == parcel.id)
         return [lot.lot_id, first_index, count, parcel_id, parcel.index, parcel.quantity, tree.proof(position)]
+
+    def _lane(self, lot_pk: int) -> int:
+        """The lane of a lot among this round's funded lanes (with all lanes funded, always the same)."""
+        return lot_pk % len(self._funded)
+
+    def _fund_lanes(self) -> list[_Sent]:
+        """Finds the lanes with funds for this round, and tops up the others from the deployer (for the next)."""
+        if len(self._relayers) == 1:
+            return []
+        extra = self._relayers[1:]
+        balances = self._client.balances([relayer.address for relayer in extra])
+        low = [relayer for relayer in extra if balances[relayer.address] < LANE_MIN_BALANCE_WEI]
+        self._funded = [self._relayers[0]] + [relayer for relayer in extra if relayer not in low]
+        if low:
+            log.warning("funding %d relayer lane(s) from the deployer: %s", len(low), [r.address for r in low])
+        return [
+            _Sent(
+                row_id=0,
+                kind="lane",
+                parcel=relayer.address,
+                request=self._client.transfer_request(sender=self._deployer, to=relayer.address, value_wei=FUNDING_WEI),
+            )
+            for relayer in low
+        ]
 
     def _send_alone(self, session: Session, event: Event) -> _Sent:
         """The event by itself, sent from its actor's own key through the registry's direct function."""
@@ -432,6 +473,8 @@ class Writer(Worker):
     @staticmethod
     def _not_sent(item: _Sent, reason: TransactionRejected) -> None:
         what = f"parcel {item.parcel}'s registration" if item.kind == "register" else f"{item.kind} {item.row_id}"
+        if item.kind == "lane":
+            what = f"the funding of relayer lane {item.parcel}"
         if item.kind == "batch":
             what = f"a batch of {len(item.batch)} events"
         log.warning("the node refused %s (%s); it goes again next round", what, reason)
@@ -479,6 +522,10 @@ class Writer(Worker):
         if isinstance(outcome, ReceiptTimeout):
             what = f"the registration of parcel {item.parcel}" if item.kind == "register" else item.tx_hash
             log.warning("no receipt for %s (%s); it will be re-sent", what, outcome)
+            return
+        if item.kind == "lane":
+            if isinstance(outcome, ContractReverted):
+                log.warning("funding relayer lane %s failed: %s", item.parcel, outcome)
             return
         if item.kind == "register":
             if isinstance(outcome, ContractReverted):
@@ -616,6 +663,16 @@ class Writer(Worker):
                 _anchor(event, recorded)
                 return True
         return False
+
+
+def relayer_lanes(deployer: LocalAccount, lanes: int) -> list[LocalAccount]:
+    """The writer's ``lanes`` relayer keys: the deployer's, then keys derived from it (keccak of the deployer key and
+    the lane's number), so a restart relays from the same accounts without a key file of their own."""
+    derived = [
+        Account.from_key(keccak(bytes(deployer.key) + b"tracer relayer lane" + lane.to_bytes(4, "big")))
+        for lane in range(1, lanes)
+    ]
+    return [deployer, *derived]
 
 
 def _anchor(event: Event, recorded: RecordedEvent) -> None:
