@@ -10,6 +10,11 @@ counts as anchored.
 Per lot, events go in sequence order: consecutive events of one sender share a round (their nonces keep
 the order), and an event of another sender waits for the round after.
 
+Submission (docs/operations.md, "How the writer submits"): a round's transactions are signed locally and sent in
+one JSON-RPC batch, nonces counted from one batched read of the senders' pending counts; the receipts are awaited
+together, and a transaction the node lost or queued behind a nonce gap is noticed within seconds and its rows sent
+again next round. A send the node refuses leaves its rows pending without holding up the rest of the round.
+
 Relaying: signed batches and parcel registrations go from relayer keys, one nonce lane each (``relayer_lanes``:
 the deployer key, and keys derived from it when ``TRACER_WRITER_LANES`` asks for more). A lot always goes in the
 same lane (its database id modulo the lanes), its registration before its batch. Lanes are funded by the deployer
@@ -102,7 +107,8 @@ class _Sent:
     tx_hash: str | None = None
     refused: ContractReverted | None = None  # the node refused it when it was sent
     batch: list[int] = field(default_factory=list)  # a batch's event rows
-    parcel: str | None = None  # the parcel a registration is for (or the lane a funding is for)
+    parcel: str | None = None  # the parcel a registration is for
+    lane: str | None = None  # the relayer a lane funding is for
     request: TxRequest | None = None  # the transaction to send (None when refused before sending)
 
 
@@ -379,7 +385,7 @@ class Writer(Worker):
             _Sent(
                 row_id=0,
                 kind="lane",
-                parcel=relayer.address,
+                lane=relayer.address,
                 request=self._client.transfer_request(sender=self._deployer, to=relayer.address, value_wei=FUNDING_WEI),
             )
             for relayer in low
@@ -474,7 +480,7 @@ class Writer(Worker):
     def _not_sent(item: _Sent, reason: TransactionRejected) -> None:
         what = f"parcel {item.parcel}'s registration" if item.kind == "register" else f"{item.kind} {item.row_id}"
         if item.kind == "lane":
-            what = f"the funding of relayer lane {item.parcel}"
+            what = f"the funding of relayer lane {item.lane}"
         if item.kind == "batch":
             what = f"a batch of {len(item.batch)} events"
         log.warning("the node refused %s (%s); it goes again next round", what, reason)
@@ -525,7 +531,7 @@ class Writer(Worker):
             return
         if item.kind == "lane":
             if isinstance(outcome, ContractReverted):
-                log.warning("funding relayer lane %s failed: %s", item.parcel, outcome)
+                log.warning("funding relayer lane %s failed: %s", item.lane, outcome)
             return
         if item.kind == "register":
             if isinstance(outcome, ContractReverted):
