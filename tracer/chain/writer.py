@@ -397,9 +397,12 @@ class Writer(Worker):
         assert actor is not None and actor.encrypted_key is not None
         sender = self._open_key(actor.encrypted_key)
         session.commit()
-        request = self._client.call_request(
-            sender=sender, function=event.chain_function, args=_decode_args(event.chain_args)
-        )
+        try:  # a function without a fixed gas limit is estimated, and the estimate runs it
+            request = self._client.call_request(
+                sender=sender, function=event.chain_function, args=_decode_args(event.chain_args)
+            )
+        except ContractReverted as refused:
+            return _Sent(row_id=event.id or 0, kind="event", refused=refused)
         return _Sent(row_id=event.id or 0, kind="event", request=request)
 
     # -- sending -------------------------------------------------------------------------------------------
@@ -578,21 +581,7 @@ class Writer(Worker):
         elif outcome is not None and _chain_lacks_predecessors(outcome):
             # The chain expects an earlier sequence number: events the database counted as anchored were lost
             # (a node restored from an older state). They go out again first; this one waits, it is not refused.
-            expected = int(outcome.args_["expected"])
-            for lost in session.exec(
-                select(Event).where(
-                    Event.lot_pk == event.lot_pk, col(Event.seq) >= expected, Event.status == "anchored"
-                )
-            ).all():
-                lost.status, lost.tx_hash, lost.block_hash, lost.block_number, lost.log_index = (
-                    "pending",
-                    None,
-                    None,
-                    None,
-                    None,
-                )
-                session.add(lost)
-            log.warning("lot %s lost its events from seq %d on chain; re-sending them", event.lot_pk, expected)
+            _put_back_lost(session, event.lot_pk, int(outcome.args_["expected"]))
         else:
             event.status = "rejected"
             event.reason = str(outcome)
@@ -603,12 +592,17 @@ class Writer(Worker):
         self, session: Session, item: _Sent, receipt: Receipt | None, outcome: ContractReverted | None
     ) -> None:
         if receipt is None:
-            held = self._anchor_what_the_chain_holds(session, item.batch)
-            if held:
-                # A re-send that overlaps what the chain holds (after a crash or a restored node): the chain
-                # explains the refusal; the rest goes again in a batch, not one by one.
+            held, lost = self._compare_with_the_chain(session, item.batch)
+            if held or lost:
+                # A re-send that overlaps what the chain holds (after a crash or a restored node), or a batch whose
+                # lots lost earlier events on chain (a node restored from an older state): the chain explains the
+                # refusal; the rest goes again in a batch (after the lost events), not one by one.
                 log.warning(
-                    "a batch of %d events was refused (%s); %d were on chain already", len(item.batch), outcome, held
+                    "a batch of %d events was refused (%s); %d were on chain already, %d earlier ones lost on chain",
+                    len(item.batch),
+                    outcome,
+                    held,
+                    lost,
                 )
                 return
             log.warning("a batch of %d events was refused (%s); sending them one by one", len(item.batch), outcome)
@@ -628,8 +622,10 @@ class Writer(Worker):
                 self._solo.discard(row)
             session.add(event)
 
-    def _anchor_what_the_chain_holds(self, session: Session, rows: list[int]) -> int:
-        """Anchors the events of ``rows`` the chain logged already (below their lot's on-chain ``nextSeq``)."""
+    def _compare_with_the_chain(self, session: Session, rows: list[int]) -> tuple[int, int]:
+        """Anchors the events of ``rows`` the chain logged already (below their lot's on-chain ``nextSeq``), and puts
+        back into the outbox the anchored events their lots lost on chain (``nextSeq`` below the rows' first);
+        returns how many of each."""
         by_lot: dict[int, list[Event]] = {}
         for row in rows:
             event = session.get(Event, row)
@@ -637,11 +633,14 @@ class Writer(Worker):
             by_lot.setdefault(event.lot_pk, []).append(event)
         lots = {lot_pk: session.get(Lot, lot_pk) for lot_pk in by_lot}
         session.commit()
-        held = 0
+        held = lost = 0
         for lot_pk, events in by_lot.items():
             lot = lots[lot_pk]
             assert lot is not None
             next_seq = int(self._client.get_lot(lot.lot_id)["nextSeq"])
+            if next_seq < min(event.seq for event in events):
+                lost += _put_back_lost(session, lot_pk, next_seq)
+                continue
             if not any(event.seq < next_seq for event in events):
                 continue
             logged = {r.seq: r for r in self._client.lot_events(lot.lot_id)}
@@ -651,7 +650,7 @@ class Writer(Worker):
                     _anchor(event, recorded)
                     session.add(event)
                     held += 1
-        return held
+        return held, lost
 
     def _already_recorded(self, session: Session, event: Event, outcome: ContractReverted) -> bool:
         """A re-send the chain refused because it holds this very event already counts as anchored."""
@@ -679,6 +678,22 @@ def relayer_lanes(deployer: LocalAccount, lanes: int) -> list[LocalAccount]:
         for lane in range(1, lanes)
     ]
     return [deployer, *derived]
+
+
+def _put_back_lost(session: Session, lot_pk: int, from_seq: int) -> int:
+    """Puts the lot's events from ``from_seq`` on that the database counts as anchored back into the outbox: the
+    chain expects ``from_seq`` next, so it lost them (a node restored from an older state). Returns how many."""
+    lost = session.exec(
+        select(Event).where(Event.lot_pk == lot_pk, col(Event.seq) >= from_seq, Event.status == "anchored")
+    ).all()
+    for event in lost:
+        event.status, event.indexed = "pending", False
+        event.tx_hash = event.block_hash = None
+        event.block_number = event.log_index = None
+        session.add(event)
+    if lost:
+        log.warning("lot %s lost its events from seq %d on chain; re-sending them", lot_pk, from_seq)
+    return len(lost)
 
 
 def _anchor(event: Event, recorded: RecordedEvent) -> None:
