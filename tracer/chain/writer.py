@@ -40,7 +40,7 @@ from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from tracer.chain import typed_data
@@ -489,22 +489,20 @@ class Writer(Worker):
         log.warning("the node refused %s (%s); it goes again next round", what, reason)
 
     def _record_hashes(self, items: list[_Sent]) -> None:
-        """Keeps each sent transaction's hash on its rows (shown while they are pending)."""
+        """Keeps each sent transaction's hash on its rows (shown while they are pending): one UPDATE per transaction."""
         with Session(self._engine) as session:
             for item in items:
                 if item.tx_hash is None:
                     continue
                 if item.kind == "task":
-                    task = session.get(ChainTask, item.row_id)
-                    if task is not None:
-                        task.tx_hash = item.tx_hash
-                        session.add(task)
+                    session.exec(update(ChainTask).where(col(ChainTask.id) == item.row_id).values(tx_hash=item.tx_hash))
                 elif item.kind in ("batch", "event"):
-                    for row in item.batch or [item.row_id]:
-                        event = session.get(Event, row)
-                        if event is not None and event.status == "pending":
-                            event.tx_hash = item.tx_hash
-                            session.add(event)
+                    rows = item.batch or [item.row_id]
+                    session.exec(
+                        update(Event)
+                        .where(col(Event.id).in_(rows), col(Event.status) == "pending")
+                        .values(tx_hash=item.tx_hash)
+                    )
             session.commit()
 
     # -- outcomes ------------------------------------------------------------------------------------------
