@@ -139,6 +139,9 @@ class Writer(Worker):
         self._confirmations = max(1, confirmations)
         # Events of a batch the registry refused go alone next time, so each gets its own verdict.
         self._solo: set[int] = set()
+        # Per lot, the last head computed (sequence number, head before it): accepted events' hashes never change,
+        # so the next round folds only the events since, not the lot's whole history each time.
+        self._heads: dict[int, tuple[int, bytes]] = {}
 
     # -- one round -----------------------------------------------------------------------------------------
 
@@ -292,7 +295,7 @@ class Writer(Worker):
             assert lot is not None
             ops = _run_ops(session, run)
             groups.append(typed_data.LotOps(lot_id=bytes.fromhex(lot.lot_id[2:]), seq=run[0].seq, ops=ops))
-            prior_heads.append(_head_before(session, lot, run[0].seq))
+            prior_heads.append(self._head_before(session, lot, run[0].seq))
             gas += sum(_op_gas(op) for op in ops)
         batch, signature = typed_data.sign_batch(
             signer,
@@ -366,6 +369,22 @@ class Writer(Worker):
             return None
         position = next(i for i, p in enumerate(parcels) if p.id == parcel.id)
         return [lot.lot_id, first_index, count, parcel_id, parcel.index, parcel.quantity, tree.proof(position)]
+
+    def _head_before(self, session: Session, lot: Lot, seq: int) -> bytes:
+        """The lot's hash-chain head before event ``seq``: keccak folded over the stored hashes of 0..seq-1 (from the
+        last head computed for the lot when it is not past ``seq``)."""
+        assert lot.id is not None
+        known, head = self._heads.get(lot.id, (0, bytes(32)))
+        if known > seq:
+            known, head = 0, bytes(32)
+        for event_hash in session.exec(
+            select(Event.event_hash)
+            .where(Event.lot_pk == lot.id, col(Event.seq) >= known, col(Event.seq) < seq)
+            .order_by(col(Event.seq))
+        ):
+            head = keccak(head + event_hash_bytes(event_hash))
+        self._heads[lot.id] = (seq, head)
+        return head
 
     def _lane(self, lot_pk: int) -> int:
         """The lane of a lot among this round's funded lanes (with all lanes funded, always the same)."""
@@ -806,16 +825,6 @@ def _signed_op(event: Event) -> typed_data.SignedOp:
             return typed_data.SignedOp(action, digest, subject=b32(args[2][2:]))
         case _:  # recordStorage, recall: (lotId, seq, hash)
             return typed_data.SignedOp(action, digest)
-
-
-def _head_before(session: Session, lot: Lot, seq: int) -> bytes:
-    """The lot's hash-chain head before event ``seq``: keccak folded over the stored hashes of 0..seq-1."""
-    head = bytes(32)
-    for event in session.exec(
-        select(Event).where(Event.lot_pk == lot.id, col(Event.seq) < seq).order_by(col(Event.seq))
-    ):
-        head = keccak(head + event_hash_bytes(event.event_hash))
-    return head
 
 
 def _chain_lacks_predecessors(outcome: ContractReverted) -> bool:
