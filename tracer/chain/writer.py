@@ -626,6 +626,9 @@ class Writer(Worker):
             self._solo.update(item.batch)
             return
         logged = {("0x" + r.lot_id.hex(), r.seq): r for r in receipt.events}
+        # The batch's rows and their lots in two queries, not two per row: the gets below find them in the session.
+        events = session.exec(select(Event).where(col(Event.id).in_(item.batch))).all()
+        session.exec(select(Lot).where(col(Lot.id).in_({event.lot_pk for event in events}))).all()
         for row in item.batch:
             event = session.get(Event, row)
             lot = session.get(Lot, event.lot_pk) if event is not None else None
