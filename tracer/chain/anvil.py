@@ -102,6 +102,7 @@ class AnvilSupervisor(NodeSupervisor):
         self.balance_ether = balance_ether
         self._dumper: threading.Thread | None = None
         self._stop_dumping = threading.Event()
+        self._dumping = threading.Lock()  # one dump at a time: the periodic one and a caller's
 
     @property
     def dumps_itself(self) -> bool:
@@ -189,22 +190,23 @@ class AnvilSupervisor(NodeSupervisor):
 
         Raises OSError when anvil does not answer, ConfigurationError when it refuses; the file is then untouched.
         """
-        # Pause right after a block: setting the interval again restarts anvil's timer, so a pause at a random
-        # moment (every second, with one-second blocks) could keep postponing the next block for ever.
-        self._wait_for_next_block()
-        self._rpc("evm_setIntervalMining", 0)
-        try:
-            time.sleep(MINER_SETTLE_SECONDS)
-            dumped = self._rpc("anvil_dumpState")
-        finally:
-            self._rpc("evm_setIntervalMining", self.block_time)
-        state = gzip.decompress(bytes.fromhex(str(dumped).removeprefix("0x")))
-        partial = self.state_path.with_name(self.state_path.name + ".partial")
-        with open(partial, "wb") as handle:
-            handle.write(state)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(partial, self.state_path)
+        with self._dumping:
+            # Pause right after a block: setting the interval again restarts anvil's timer, so a pause at a random
+            # moment (every second, with one-second blocks) could keep postponing the next block for ever.
+            self._wait_for_next_block()
+            self._rpc("evm_setIntervalMining", 0)
+            try:
+                time.sleep(MINER_SETTLE_SECONDS)
+                dumped = self._rpc("anvil_dumpState")
+            finally:
+                self._rpc("evm_setIntervalMining", self.block_time)
+            state = gzip.decompress(bytes.fromhex(str(dumped).removeprefix("0x")))
+            partial = self.state_path.with_name(self.state_path.name + ".partial")
+            with open(partial, "wb") as handle:
+                handle.write(state)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(partial, self.state_path)
 
     def _wait_for_next_block(self) -> None:
         assert self.block_time is not None
