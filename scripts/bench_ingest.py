@@ -19,7 +19,7 @@ The load comes from a separate process. Events/s runs from the first accepted re
 database holds every event anchored; gas per event is the gas of the distinct transactions that anchored
 them (from their receipts) divided by the events.
 
-Usage: scripts/bench_ingest [--naive N] [--lots L] [--bulk N] [--clients C] [--database URL] [--keep]
+Usage: scripts/bench_ingest [--naive N] [--lots L] [--bulk N] [--clients C] [--database URL] [--lanes K] [--keep]
                             [--documents D] [--no-anchoring] [--only naive|journey|bulk|accept]...
 """
 
@@ -470,11 +470,14 @@ def main() -> int:
     parser.add_argument("--bulk", type=int, default=10_000, help="observations of the bulk path (c)")
     parser.add_argument("--clients", type=int, default=4, help="warehouse systems posting in (c)")
     parser.add_argument("--database", default=None, help="TRACER_DATABASE_URL of the service (default SQLite)")
+    parser.add_argument("--lanes", type=int, default=None, help="TRACER_WRITER_LANES of the service (default 1)")
     parser.add_argument("--documents", type=int, default=20, help="documents of 500 events per behaviour in (e)")
     parser.add_argument("--no-anchoring", action="store_true", help="(c), (d): acceptance only, anchors not awaited")
     parser.add_argument("--only", choices=["naive", "journey", "bulk", "accept"], action="append")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, databases)")
     args = parser.parse_args()
+    if args.lanes is not None:
+        os.environ["TRACER_WRITER_LANES"] = str(args.lanes)  # the services inherit the environment
     workdir = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     paths = args.only or ["naive", "journey", "bulk", "accept"]
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     confirmations: int = 1
     # How long the writer sleeps when it finds nothing to send.
     writer_idle_seconds: float = 0.2
+    # Relayer keys (nonce lanes) the writer spreads lots over: the deployer's, and keys derived from it, funded by
+    # it (tracer.chain.writer.relayer_lanes). More than one where a node caps one sender's pooled transactions.
+    writer_lanes: int = Field(default=1, ge=1, le=32)
     # "production" refuses what is only fit for development (the generated key passphrase).
     env: Literal["development", "production"] = "development"
     # Write requests (POST) per second and burst, per API key and per client address (token buckets, per

@@ -22,7 +22,7 @@ from tracer.actors import CHAIN_ROLES, PLATFORM_ROLES, NewActor, create_actor, i
 from tracer.chain.client import ChainClient
 from tracer.chain.compiler import load_artifact
 from tracer.chain.indexer import Indexer
-from tracer.chain.writer import Writer
+from tracer.chain.writer import Writer, relayer_lanes
 from tracer.config import DEV_DEPLOYER_KEY, Settings
 from tracer.exceptions import ConfigurationError
 from tracer.keys import KeyStore, lock_down, resolve_passphrase, write_secret_file
@@ -101,6 +101,7 @@ def open_service(settings: Settings, *, client: ChainClient | None = None) -> Se
         client=client,
         open_key=keystore.open,
         deployer=deployer,
+        relayers=relayer_lanes(deployer, settings.writer_lanes),
         confirmations=settings.confirmations,
         idle_seconds=settings.writer_idle_seconds,
     )

@@ -92,3 +92,29 @@ def test_events_wait_pending_while_the_node_is_down(journey: Journey) -> None:
     assert {e.status for e in _events(journey)} == {"pending"}
     journey.api.anchor()  # the node is back
     assert {e.status for e in _events(journey)} == {"anchored"}
+
+
+def test_a_batch_refused_for_events_the_chain_lost_puts_them_back_instead_of_going_one_by_one(
+    journey: Journey,
+) -> None:
+    journey.declare()
+    journey.api.anchor()
+    tester = journey.api.service.client.w3.provider.ethereum_tester  # type: ignore[attr-defined]
+    snapshot = tester.take_snapshot()
+    journey.api.post(
+        f"/lots/{journey.lot_id}/entry",
+        journey.parties.warehouse,
+        {"counted_quantity": 1000, "biz_location": "https://id.gs1.org/414/9521234000006"},
+    )
+    journey.api.anchor()
+    tester.revert_to_snapshot(snapshot)  # the node comes back without the entry; the database counts it anchored
+    journey.api.post(f"/lots/{journey.lot_id}/inspection", journey.parties.customs, {"result": "conformant"})
+    writer = journey.api.service.writer
+
+    writer.run_once()  # the inspection (seq 2) is refused: the chain expects seq 1
+
+    assert [e.status for e in _events(journey)] == ["anchored", "pending", "pending"]
+    assert not writer._solo  # the lost entry goes first, then the inspection, each in a batch
+    journey.api.anchor()
+    assert [e.status for e in _events(journey)] == ["anchored"] * 3
+    assert journey.api.service.client.get_lot(journey.lot_id)["nextSeq"] == 3

@@ -35,10 +35,10 @@ from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
 from hexbytes import HexBytes
 from web3 import HTTPProvider, Web3
+from web3._utils.method_formatters import receipt_formatter, transaction_result_formatter
 from web3.exceptions import (
     ContractLogicError,
     ProviderConnectionError,
-    TransactionNotFound,
     Web3RPCError,
 )
 
@@ -93,8 +93,14 @@ GAS_LIMITS: dict[str, int] = {
     "unpause": 50_000,
 }
 
-#: How often a receipt wait asks whether the node still knows the transaction at all.
-DROPPED_CHECK_SECONDS = 3.0
+#: How often a receipt wait asks whether the node still knows the transactions it waits for (and whether they can
+#: be mined: not queued behind a nonce gap). A transaction counts as dropped after ``DROPPED_AFTER_CHECKS``
+#: such checks in a row say no, so a node restarted from an older state costs seconds, not the whole wait.
+DROPPED_CHECK_SECONDS = 1.0
+DROPPED_AFTER_CHECKS = 2
+#: How long a receipt wait rides out a node that does not answer (a restart) before it gives up with
+#: ChainUnavailable; a node that answers again counts as possibly restarted.
+UNANSWERED_GRACE_SECONDS = 10.0
 
 #: Blocks per ``eth_getLogs`` request: nodes cap the range or the response size of one request.
 LOG_CHUNK_BLOCKS = 10_000
@@ -137,13 +143,69 @@ class ReceiptTimeout(ChainUnavailable, TimeoutError):
         super().__init__(rpc_url, f"transaction {tx_hash} not mined within {timeout:g} s")
 
 
+class TransactionDropped(ReceiptTimeout):
+    """The node no longer knows a sent transaction, or holds it where it can never be mined (queued behind a nonce
+    gap, e.g. after a restart from an older state): waiting longer would not help (also a ReceiptTimeout)."""
+
+    def __init__(self, rpc_url: str, tx_hash: str, waited: float, reason: str) -> None:
+        super().__init__(rpc_url, tx_hash, waited)
+        self.reason = reason
+        self.args = (f"transaction {tx_hash} dropped after {waited:.1f} s: {reason}",)
+
+
 class TransactionRejected(ChainError):
-    """The node refused a signed transaction (nonce too low, fee too low, insufficient funds, ...)."""
+    """The node refused a signed transaction (nonce too low, fee too low, insufficient funds, ...).
+
+    ``nonce_too_low``: the nonce is used already (read the account's count again); ``replacement_underpriced``:
+    another transaction of the sender holds that nonce in the node's pool (re-sign it with higher fees to replace it).
+    """
 
     def __init__(self, reason: str, *, nonce: int | None = None) -> None:
         self.reason = reason
         self.nonce = nonce
         super().__init__(f"transaction rejected by the node (nonce {nonce}): {reason}")
+
+    @property
+    def nonce_too_low(self) -> bool:
+        """The nonce is used already (geth and anvil: "nonce too low"; Ganache: "doesn't have the correct nonce")."""
+        text = self.reason.lower()
+        return "nonce too low" in text or "correct nonce" in text
+
+    @property
+    def replacement_underpriced(self) -> bool:
+        """Another transaction of the sender with this nonce waits in the pool at fees not far enough below."""
+        return "replacement" in self.reason.lower()
+
+
+@dataclass(frozen=True, slots=True)
+class TxRequest:
+    """A transaction to sign: ``sender`` calls ``to`` (None: deploy) with ``data`` and ``value`` wei, ``gas`` limit."""
+
+    sender: LocalAccount
+    to: str | None
+    data: bytes
+    gas: int
+    value: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SignedTx:
+    """A signed transaction ready to send: its sender's address, nonce, raw bytes and hash."""
+
+    sender: str
+    nonce: int
+    raw: bytes
+    tx_hash: str
+
+
+@dataclass
+class ReceiptWait:
+    """What ``wait_receipts`` found: per hash a Receipt, the ContractReverted of a failed transaction, or a
+    ReceiptTimeout (a TransactionDropped when the node lost it); ``chain_changed`` when the node's head went back
+    or it stopped answering meanwhile (a restart or a reorg: nonces read before are stale)."""
+
+    outcomes: dict[str, Receipt | ContractReverted | ReceiptTimeout] = field(default_factory=dict)
+    chain_changed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,7 +412,7 @@ class ChainClient:
         ctor_args = eth_abi.encode(get_abi_input_types(cast("ABIConstructor", constructor)), [admin, customs_admin])
         data = bytes(code) + ctor_args
         estimate = self._estimate(sender=deployer.address, to=None, data=data)
-        tx_hash = self._send(sender=deployer, to=None, data=data, value=0, nonce=None, gas=estimate * 6 // 5)
+        tx_hash = self._send(TxRequest(sender=deployer, to=None, data=data, gas=estimate * 6 // 5), nonce=None)
         receipt = self.wait_receipt(tx_hash, timeout=timeout)
         if receipt.contract_address is None:
             raise ChainError(f"deployment {tx_hash} created no contract")
@@ -376,18 +438,11 @@ class ChainClient:
         Raises ContractReverted if the node refuses it with a revert, TransactionRejected for other
         refusals.
         """
-        data = self._encode_call(function, args)
-        if gas is None:
-            gas = GAS_LIMITS.get(function)
-        if gas is None:
-            gas = self._estimate(sender=sender.address, to=self.address, data=data) * 6 // 5
-        return self._send(sender=sender, to=self.address, data=data, value=0, nonce=nonce, gas=gas)
+        return self._send(self.call_request(sender=sender, function=function, args=args, gas=gas), nonce=nonce)
 
     def transfer(self, *, sender: LocalAccount, to: str, value_wei: int, nonce: int | None = None) -> str:
         """Sends ``value_wei`` from ``sender`` to ``to`` (funding an actor); returns the tx hash."""
-        return self._send(
-            sender=sender, to=to_checksum_address(to), data=b"", value=value_wei, nonce=nonce, gas=_TRANSFER_GAS
-        )
+        return self._send(self.transfer_request(sender=sender, to=to, value_wei=value_wei), nonce=nonce)
 
     def grant_role(self, *, sender: LocalAccount, role_name: str, address: str, nonce: int | None = None) -> str:
         """Sends ``grantRole(role, address)`` signed by ``sender`` (who must hold the role's admin role)."""
@@ -401,40 +456,148 @@ class ChainClient:
             sender=sender, function="revokeRole", args=[role_id(role_name), to_checksum_address(address)], nonce=nonce
         )
 
+    def call_request(
+        self, *, sender: LocalAccount, function: str, args: Sequence[Any], gas: int | None = None
+    ) -> TxRequest:
+        """The unsigned transaction of ``sender`` calling the registry's ``function(*args)``.
+
+        ``gas`` defaults to ``GAS_LIMITS[function]`` (an estimate for functions not in the table).
+        """
+        data = self._encode_call(function, args)
+        if gas is None:
+            gas = GAS_LIMITS.get(function)
+        if gas is None:
+            gas = self._estimate(sender=sender.address, to=self.address, data=data) * 6 // 5
+        return TxRequest(sender=sender, to=self.address, data=data, gas=gas)
+
+    def transfer_request(self, *, sender: LocalAccount, to: str, value_wei: int) -> TxRequest:
+        """The unsigned transfer of ``value_wei`` from ``sender`` to ``to``."""
+        return TxRequest(sender=sender, to=to_checksum_address(to), data=b"", gas=_TRANSFER_GAS, value=value_wei)
+
+    def sign(self, request: TxRequest, *, nonce: int, fee_bump: float = 1.0) -> SignedTx:
+        """Signs ``request`` locally with ``nonce`` and the current fees times ``fee_bump`` (> 1 to replace a
+        transaction of the same nonce waiting in the node's pool: nodes want at least 10 % more)."""
+        fees = {name: int(value * fee_bump) + (1 if fee_bump > 1 else 0) for name, value in self._fee_fields().items()}
+        tx: dict[str, Any] = {
+            "chainId": self.chain_id,
+            "nonce": nonce,
+            "gas": request.gas,
+            "value": request.value,
+            "data": request.data,
+            **fees,
+        }
+        if request.to is not None:
+            tx["to"] = request.to
+        signed = request.sender.sign_transaction(tx)
+        raw = bytes(signed.raw_transaction)
+        return SignedTx(sender=request.sender.address, nonce=nonce, raw=raw, tx_hash="0x" + keccak(raw).hex())
+
+    def send_raw(self, signed: Sequence[SignedTx]) -> list[str | ContractReverted | TransactionRejected]:
+        """Sends signed transactions in one JSON-RPC batch (one HTTP request; one request each on other providers).
+
+        Per transaction, in order: its hash, or what the node said instead, as the single sends raise it:
+        ContractReverted for a revert (nodes that run a transaction when it is sent: eth-tester, Ganache's
+        instamine), TransactionRejected for other refusals. A transaction the node holds already ("already known")
+        counts as sent. Raises ChainUnavailable when the node does not answer at all.
+        """
+        results = self._call_many([("eth_sendRawTransaction", ["0x" + tx.raw.hex()]) for tx in signed])
+        return [self._send_outcome(tx, result) for tx, result in zip(signed, results, strict=True)]
+
+    def pending_nonces(self, addresses: Sequence[str]) -> dict[str, int]:
+        """The next nonce of each address, counting its transactions in the node's pool that can be mined (not those
+        queued behind a gap), in one batched request."""
+        unique = list(dict.fromkeys(to_checksum_address(a) for a in addresses))
+        results = self._call_many([("eth_getTransactionCount", [address, "pending"]) for address in unique])
+        return {address: _quantity(_unwrap(result)) for address, result in zip(unique, results, strict=True)}
+
+    def balances(self, addresses: Sequence[str]) -> dict[str, int]:
+        """The balance in wei of each address (checksummed keys), in one batched request."""
+        unique = list(dict.fromkeys(to_checksum_address(a) for a in addresses))
+        results = self._call_many([("eth_getBalance", [address, "latest"]) for address in unique])
+        return {address: _quantity(_unwrap(result)) for address, result in zip(unique, results, strict=True)}
+
     def wait_receipt(self, tx_hash: str | bytes, *, timeout: float = 30.0) -> Receipt:
         """Waits until ``tx_hash`` is mined and returns its receipt.
 
         A failed transaction is replayed with ``eth_call`` at its block to find its revert reason and
         raises ContractReverted (``"OutOfGas"`` when it used all its gas and the replay succeeds).
-        ReceiptTimeout after ``timeout`` seconds, or as soon as the node no longer knows the transaction
-        (it was dropped, e.g. by a node restarted from an older state): waiting longer would not help.
+        ReceiptTimeout after ``timeout`` seconds; TransactionDropped (a ReceiptTimeout) within seconds when the
+        node no longer knows the transaction or holds it queued behind a nonce gap: waiting longer would not help.
         """
         tx_hash = HexBytes(tx_hash).to_0x_hex()
-        started = time.monotonic()
-        deadline = started + timeout
-        next_presence_check = started + DROPPED_CHECK_SECONDS
+        outcome = self.wait_receipts([tx_hash], timeout=timeout).outcomes[tx_hash]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def wait_receipts(
+        self, tx_hashes: Sequence[str], *, timeout: float, stop: threading.Event | None = None
+    ) -> ReceiptWait:
+        """Waits for the receipts of ``tx_hashes`` together, polling them in one batched request each time.
+
+        Every ``DROPPED_CHECK_SECONDS`` (and at once when the node's head went back or it answered again after an
+        outage) it asks the node about those still missing: one it no longer knows, or holds queued behind a
+        nonce gap (its nonce at or above the sender's pending count), ``DROPPED_AFTER_CHECKS`` times in a row is
+        dropped. Those still missing at ``timeout`` (or when ``stop`` is set) time out. Raises ChainUnavailable
+        when the node does not answer for ``UNANSWERED_GRACE_SECONDS``.
+        """
+        wait = ReceiptWait()
+        outstanding = list(dict.fromkeys(HexBytes(h).to_0x_hex() for h in tx_hashes))
+        state = _ReceiptPoll(self, wait)
+        deadline = state.started + timeout
+        unanswered_since: float | None = None
         pause = 0.02
-        while True:
+        while outstanding:
             try:
-                with self._rpc():
-                    raw = self._w3.eth.get_transaction_receipt(tx_hash)  # type: ignore[arg-type]
-                break
-            except TransactionNotFound:
-                pass
+                state.poll(outstanding)
+            except ChainUnavailable:
+                now = time.monotonic()
+                unanswered_since = unanswered_since or now
+                if now - unanswered_since > UNANSWERED_GRACE_SECONDS:
+                    raise
+                wait.chain_changed = True  # it may come back from an older state
+                state.next_check = 0.0  # once it answers, ask about every transaction at once
+                time.sleep(0.25)
+                continue
+            unanswered_since = None
+            outstanding = [h for h in outstanding if h not in wait.outcomes]
             now = time.monotonic()
-            if now > deadline:
-                raise ReceiptTimeout(self.rpc_url, tx_hash, timeout)
-            if now > next_presence_check:
-                next_presence_check = now + DROPPED_CHECK_SECONDS
-                try:
-                    with self._rpc():
-                        self._w3.eth.get_transaction(tx_hash)  # type: ignore[arg-type]
-                except TransactionNotFound:
-                    raise ReceiptTimeout(self.rpc_url, tx_hash, now - started) from None
-            time.sleep(pause)
-            pause = min(pause * 1.5, 0.25)
+            if outstanding and (now > deadline or (stop is not None and stop.is_set())):
+                for tx_hash in outstanding:
+                    wait.outcomes[tx_hash] = ReceiptTimeout(self.rpc_url, tx_hash, timeout)
+                break
+            if outstanding:
+                time.sleep(pause)
+                pause = min(pause * 1.5, 0.25)
+        return wait
+
+    def _unminable(self, tx_hashes: list[str]) -> dict[str, str | None]:
+        """Per transaction not mined yet, why it will not be mined as things stand (None: it may still be)."""
+        found = self._call_many([("eth_getTransactionByHash", [h]) for h in tx_hashes])
+        reasons: dict[str, str | None] = {}
+        waiting: dict[str, tuple[str, int]] = {}
+        for tx_hash, raw in zip(tx_hashes, found, strict=True):
+            if isinstance(raw, Exception):
+                reasons[tx_hash] = None
+            elif raw is None:
+                reasons[tx_hash] = "the node does not know it (a restart from an older state?)"
+            else:
+                tx = transaction_result_formatter(raw)
+                if tx.get("blockNumber") is not None:
+                    reasons[tx_hash] = None  # mined just now: the next poll reads its receipt
+                else:
+                    waiting[tx_hash] = (to_checksum_address(tx["from"]), int(tx["nonce"]))
+        if waiting:
+            counts = self.pending_nonces([sender for sender, _ in waiting.values()])
+            for tx_hash, (sender, nonce) in waiting.items():
+                # The pending count covers what can be mined in order; a nonce at or past it waits for a gap below.
+                gap = nonce >= counts[sender]
+                reasons[tx_hash] = f"queued behind a nonce gap ({sender} is at {counts[sender]})" if gap else None
+        return reasons
+
+    def _receipt_outcome(self, tx_hash: str, raw: Mapping[str, Any]) -> Receipt | ContractReverted:
         if raw["status"] != 1:
-            raise self._replay_failure(tx_hash, raw)
+            return self._replay_failure(tx_hash, raw)
         return Receipt(
             tx_hash=tx_hash,
             block_number=int(raw["blockNumber"]),
@@ -644,29 +807,55 @@ class ChainClient:
         self._fees = (now, fees)
         return fees
 
-    def _send(
-        self, *, sender: LocalAccount, to: str | None, data: bytes, value: int, nonce: int | None, gas: int
-    ) -> str:
+    def _send(self, request: TxRequest, *, nonce: int | None) -> str:
         if nonce is None:
-            nonce = self.pending_nonce(sender.address)
-        tx: dict[str, Any] = {
-            "chainId": self.chain_id,
-            "nonce": nonce,
-            "gas": gas,
-            "value": value,
-            "data": data,
-            **self._fee_fields(),
-        }
-        if to is not None:
-            tx["to"] = to
-        signed = sender.sign_transaction(tx)
+            nonce = self.pending_nonce(request.sender.address)
+        (outcome,) = self.send_raw([self.sign(request, nonce=nonce)])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def _send_outcome(self, tx: SignedTx, result: Any) -> str | ContractReverted | TransactionRejected:
+        """What one answer to eth_sendRawTransaction means (see ``send_raw``)."""
+        if not isinstance(result, Exception):
+            return HexBytes(result).to_0x_hex()
+        message = str(getattr(result, "message", None) or result)
+        if any(known in message.lower() for known in _ALREADY_KNOWN):
+            return tx.tx_hash  # this very transaction waits in the pool already: sent
         try:
-            with self._reverts(), self._rpc():
-                return HexBytes(self._w3.eth.send_raw_transaction(signed.raw_transaction)).to_0x_hex()
-        except Web3RPCError as exc:
-            if "fee" in exc.message.lower() or "underpriced" in exc.message.lower():
+            with self._reverts():
+                raise result
+        except ContractReverted as reverted:
+            return reverted
+        except Exception:  # noqa: BLE001 - any other refusal is this transaction's, not the batch's
+            if "fee" in message.lower() or "underpriced" in message.lower():
                 self._fees = None  # the next send reads the base fee again
-            raise TransactionRejected(exc.message, nonce=nonce) from exc
+            return TransactionRejected(message, nonce=tx.nonce)
+        raise AssertionError("unreachable")  # pragma: no cover - _reverts re-raises
+
+    def _call_many(self, calls: Sequence[tuple[str, list[Any]]]) -> list[Any]:
+        """The results of ``calls`` in order, each a raw result (None for a null one) or the exception its error
+        raised. An HTTP node gets them as one JSON-RPC batch (web3's own batching refuses eth_sendRawTransaction,
+        so the array is posted through the provider's session here); other providers get one request each.
+        Raises ChainUnavailable when the node does not answer."""
+        if not calls:
+            return []
+        provider = self._w3.provider
+        with self._rpc():
+            if isinstance(provider, HTTPProvider) and len(calls) > 1:
+                responses = provider.make_batch_request([(cast("Any", method), params) for method, params in calls])
+                if isinstance(responses, list) and len(responses) == len(calls):
+                    return [_batch_result(response) for response in responses]
+                # A node without batches answers the array with one error: ask one by one.
+            results: list[Any] = []
+            for method, params in calls:
+                try:
+                    results.append(self._w3.manager.request_blocking(cast("Any", method), params))
+                except (OSError, ProviderConnectionError):
+                    raise
+                except Exception as exc:  # noqa: BLE001 - the caller maps each call's error
+                    results.append(exc)
+            return results
 
     def _replay_failure(self, tx_hash: str, receipt: Any) -> ContractReverted:
         """Finds why a mined transaction failed by running it again with eth_call at its block."""
@@ -865,3 +1054,68 @@ def _eth_tester_revert_data(exc: BaseException) -> bytes:
                         return value
         seen = seen.__context__
     return b""
+
+
+@dataclass
+class _ReceiptPoll:
+    """One ``wait_receipts`` between its polls: the highest head seen, when to ask about missing transactions next,
+    and how many checks in a row found each one unminable."""
+
+    client: ChainClient
+    wait: ReceiptWait
+    started: float = field(default_factory=time.monotonic)
+    next_check: float = 0.0
+    highest: int | None = None
+    misses: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.next_check = self.started + DROPPED_CHECK_SECONDS
+
+    def poll(self, outstanding: list[str]) -> None:
+        """One batched request for the receipts and the head; then, when due, the check of those still missing."""
+        client, wait = self.client, self.wait
+        calls: list[tuple[str, list[Any]]] = [("eth_getTransactionReceipt", [h]) for h in outstanding]
+        *receipts, head = client._call_many([*calls, ("eth_blockNumber", [])])
+        number = _quantity(_unwrap(head))
+        if self.highest is not None and number < self.highest:
+            wait.chain_changed, self.next_check = True, 0.0  # the head went back: a restart or a reorg
+        self.highest = number if self.highest is None else max(self.highest, number)
+        for tx_hash, raw in zip(outstanding, receipts, strict=True):
+            if raw is not None and not isinstance(raw, Exception):
+                wait.outcomes[tx_hash] = client._receipt_outcome(tx_hash, receipt_formatter(raw))
+        missing = [h for h in outstanding if h not in wait.outcomes]
+        now = time.monotonic()
+        if not missing or now < self.next_check:
+            return
+        self.next_check = now + DROPPED_CHECK_SECONDS
+        for tx_hash, reason in client._unminable(missing).items():
+            if reason is None:
+                self.misses.pop(tx_hash, None)
+                continue
+            self.misses[tx_hash] = self.misses.get(tx_hash, 0) + 1
+            if self.misses[tx_hash] >= DROPPED_AFTER_CHECKS:
+                wait.outcomes[tx_hash] = TransactionDropped(client.rpc_url, tx_hash, now - self.started, reason)
+
+
+#: How nodes say that the very transaction sent is in their pool already (geth, anvil, Ganache).
+_ALREADY_KNOWN = ("already known", "already imported", "known transaction")
+
+
+def _batch_result(response: Mapping[str, Any]) -> Any:
+    """One response of a JSON-RPC batch: its result, or a Web3RPCError carrying its error."""
+    if "error" in response:
+        error = response["error"]
+        message = error.get("message", str(error)) if isinstance(error, dict) else str(error)
+        return Web3RPCError(message, rpc_response=cast("Any", response))
+    return response.get("result")
+
+
+def _unwrap(result: Any) -> Any:
+    if isinstance(result, Exception):
+        raise ChainError(f"the node answered with an error: {result}") from result
+    return result
+
+
+def _quantity(value: Any) -> int:
+    """A JSON-RPC quantity as an int (hex on the wire, already an int from in-process providers)."""
+    return int(value, 16) if isinstance(value, str) else int(value)

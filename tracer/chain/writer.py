@@ -10,6 +10,17 @@ counts as anchored.
 Per lot, events go in sequence order: consecutive events of one sender share a round (their nonces keep
 the order), and an event of another sender waits for the round after.
 
+Submission (docs/operations.md, "How the writer submits"): a round's transactions are signed locally and sent in
+one JSON-RPC batch, nonces counted from one batched read of the senders' pending counts; the receipts are awaited
+together, and a transaction the node lost or queued behind a nonce gap is noticed within seconds and its rows sent
+again next round. A send the node refuses leaves its rows pending without holding up the rest of the round.
+
+Relaying: signed batches and parcel registrations go from relayer keys, one nonce lane each (``relayer_lanes``:
+the deployer key, and keys derived from it when ``TRACER_WRITER_LANES`` asks for more). A lot always goes in the
+same lane (its database id modulo the lanes), its registration before its batch. Lanes are funded by the deployer
+when their balance runs low (checked each round, so a node restored from an older state funds them again); a lane
+without funds yet leaves its lots to the deployer's lane for that round.
+
 Consecutive split events of a lot go as one ``SplitBatch`` op (up to ``MAX_SPLIT_BATCH`` parcels): the chain
 keeps the root of their parcels' leaves, not a record per parcel. Before a parcel's first own step (a document,
 its release, its delivery, an observation of it) the relayer key registers the parcel with its Merkle proof
@@ -21,17 +32,29 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
+from eth_utils.address import to_checksum_address
 from eth_utils.crypto import keccak
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 from sqlmodel import Session, col, select
 
 from tracer.chain import typed_data
-from tracer.chain.client import ChainClient, Receipt, ReceiptTimeout, RecordedEvent
+from tracer.chain.client import (
+    ChainClient,
+    Receipt,
+    ReceiptTimeout,
+    ReceiptWait,
+    RecordedEvent,
+    SignedTx,
+    TransactionRejected,
+    TxRequest,
+    role_id,
+)
 from tracer.chain.splits import SPLIT_FUNCTION, batch_parcels, split_tree
 from tracer.chain.worker import Worker
 from tracer.epcis import event_hash_bytes
@@ -42,7 +65,13 @@ log = logging.getLogger(__name__)
 
 # Enough ether for tens of thousands of journey steps on a development chain.
 FUNDING_WEI = 10 * 10**18
+#: A relayer lane below this balance is topped up with FUNDING_WEI (a full 25M-gas batch at 40 gwei is 1 ether).
+LANE_MIN_BALANCE_WEI = 2 * 10**18
 RECEIPT_TIMEOUT_SECONDS = 60.0
+#: Sends of a round's transactions: the first, then re-sends of those the node refused for their nonce (used
+#: already: read again; held by an older transaction of ours in its pool: replaced at ``FEE_BUMP`` times the fees).
+SEND_ATTEMPTS = 3
+FEE_BUMP = 1.25
 #: Events per signed batch, and the gas a batch may use (fixed from measured costs: no estimate per batch).
 MAX_OPS_PER_BATCH = 300
 BATCH_BASE_GAS = 60_000
@@ -75,10 +104,12 @@ class _Sent:
 
     row_id: int
     kind: str  # "event" | "task" | "batch" | "register"
-    tx_hash: str | None
+    tx_hash: str | None = None
     refused: ContractReverted | None = None  # the node refused it when it was sent
     batch: list[int] = field(default_factory=list)  # a batch's event rows
     parcel: str | None = None  # the parcel a registration is for
+    lane: str | None = None  # the relayer a lane funding is for
+    request: TxRequest | None = None  # the transaction to send (None when refused before sending)
 
 
 class Writer(Worker):
@@ -93,6 +124,7 @@ class Writer(Worker):
         client: ChainClient,
         open_key: Callable[[str], LocalAccount],
         deployer: LocalAccount,
+        relayers: Sequence[LocalAccount] = (),
         confirmations: int = 1,
         idle_seconds: float = 0.2,
     ) -> None:
@@ -101,9 +133,15 @@ class Writer(Worker):
         self._client = client
         self._open_key = open_key
         self._deployer = deployer
+        #: The nonce lanes: relayer keys, the first of them the deployer (see ``relayer_lanes``).
+        self._relayers = list(relayers) or [deployer]
+        self._funded: list[LocalAccount] = [self._relayers[0]]  # this round's lanes with funds
         self._confirmations = max(1, confirmations)
         # Events of a batch the registry refused go alone next time, so each gets its own verdict.
         self._solo: set[int] = set()
+        # Per lot, the last head computed (sequence number, head before it): accepted events' hashes never change,
+        # so the next round folds only the events since, not the lot's whole history each time.
+        self._heads: dict[int, tuple[int, bytes]] = {}
 
     # -- one round -----------------------------------------------------------------------------------------
 
@@ -111,16 +149,18 @@ class Writer(Worker):
         """Sends every row that may go now, waits for their receipts, records the outcome; returns the count."""
         # Sessions commit before every call to the node (expire_on_commit=False keeps what they read): a node
         # that is slow or away must never hold the database's write lock (SQLite has one for everybody).
+        prepared = self._fund_lanes()
         with Session(self._engine, expire_on_commit=False) as session:
-            sent = self._send_tasks(session)
+            prepared += self._send_tasks(session)
             # A revocation waits for the actor's accepted events instead of blocking them (see _send_tasks).
             blocked_actors = {task.actor_id for task in self._pending_tasks(session) if task.kind != "revoke"}
-            sent += self._send_events(session, blocked_actors)
-        if not sent:
+            prepared += self._send_events(session, blocked_actors)
+        if not prepared:
             return 0
-        for item in sent:
-            self._settle(item)
-        return len(sent)
+        self._submit(prepared)
+        self._record_hashes(prepared)
+        self._settle_all([item for item in prepared if item.tx_hash is not None or item.refused is not None])
+        return len(prepared)
 
     def drain(self, *, timeout: float = 120.0) -> None:
         """Runs rounds until nothing is pending (tests and the CLI use it); raises TimeoutError."""
@@ -142,8 +182,8 @@ class Writer(Worker):
         return list(session.exec(select(ChainTask).where(ChainTask.status == "pending").order_by(col(ChainTask.id))))
 
     def _send_tasks(self, session: Session) -> list[_Sent]:
+        """The round's role grants and revocations (signed by the role's admin) and fundings (by the deployer)."""
         sent: list[_Sent] = []
-        nonces: dict[str, int] = {}
         for task in self._pending_tasks(session):
             actor = session.get(Actor, task.actor_id)
             assert actor is not None
@@ -155,24 +195,17 @@ class Writer(Worker):
                     sender = self._grantor(session, task.role or "")
                 session.commit()
                 if task.kind == "fund":
-                    tx_hash = self._client.transfer(
-                        sender=sender, to=actor.address, value_wei=FUNDING_WEI, nonce=self._next_nonce(nonces, sender)
-                    )
+                    request = self._client.transfer_request(sender=sender, to=actor.address, value_wei=FUNDING_WEI)
                 else:
-                    send_role = self._client.revoke_role if task.kind == "revoke" else self._client.grant_role
-                    tx_hash = send_role(
+                    request = self._client.call_request(
                         sender=sender,
-                        role_name=task.role or "",
-                        address=actor.address,
-                        nonce=self._next_nonce(nonces, sender),
+                        function="revokeRole" if task.kind == "revoke" else "grantRole",
+                        args=[role_id(task.role or ""), to_checksum_address(actor.address)],
                     )
             except ContractReverted as refused:
-                nonces.pop(sender.address, None)
-                sent.append(_Sent(row_id=task.id or 0, kind="task", tx_hash=None, refused=refused))
+                sent.append(_Sent(row_id=task.id or 0, kind="task", refused=refused))
                 continue
-            task.tx_hash = tx_hash
-            session.add(task)
-            sent.append(_Sent(row_id=task.id or 0, kind="task", tx_hash=tx_hash))
+            sent.append(_Sent(row_id=task.id or 0, kind="task", request=request))
         session.commit()
         return sent
 
@@ -193,23 +226,22 @@ class Writer(Worker):
 
     def _send_events(self, session: Session, blocked_actors: set[int]) -> list[_Sent]:
         runs = self._next_runs(session, blocked_actors)
-        nonces: dict[str, int] = {}
-        sent = self._register_parcels(session, runs, nonces)
+        sent = self._register_parcels(session, runs)
         registering = {item.parcel for item in sent}
-        by_actor: dict[int, list[list[Event]]] = {}
+        by_actor: dict[tuple[int, int], list[list[Event]]] = {}
         for run in runs:
             if any(event.id in self._solo for event in run):
                 if _parcel_named(run[0]) in registering:
                     continue  # its own key is another nonce lane: it goes once the registration is mined
-                sent += self._send_alone(session, run[0], nonces)  # one at a time until the culprit is found
+                sent.append(self._send_alone(session, run[0]))  # one at a time until the culprit is found
             else:
-                by_actor.setdefault(run[0].actor_id, []).append(run)
-        for actor_id, actor_runs in by_actor.items():
+                by_actor.setdefault((run[0].actor_id, self._lane(run[0].lot_pk)), []).append(run)
+        for (actor_id, lane), actor_runs in by_actor.items():
             actor = session.get(Actor, actor_id)
             assert actor is not None and actor.encrypted_key is not None
             signer = self._open_key(actor.encrypted_key)
             for chunk in _chunks(actor_runs, MAX_OPS_PER_BATCH):
-                sent.append(self._send_batch(session, signer, chunk, nonces))
+                sent.append(self._send_batch(session, signer, chunk, self._funded[lane]))
         session.commit()
         return sent
 
@@ -249,9 +281,9 @@ class Writer(Worker):
         return list(runs.values())
 
     def _send_batch(
-        self, session: Session, signer: LocalAccount, runs: list[list[Event]], nonces: dict[str, int]
+        self, session: Session, signer: LocalAccount, runs: list[list[Event]], relayer: LocalAccount
     ) -> _Sent:
-        """One ``recordSigned`` transaction: ``signer``'s runs on many lots, relayed by the deployer key.
+        """One ``recordSigned`` transaction: ``signer``'s runs on many lots, relayed by the lots' lane ``relayer``.
 
         Each run carries the lot's head before it, so a re-send of what the chain holds is skipped there.
         """
@@ -263,7 +295,7 @@ class Writer(Worker):
             assert lot is not None
             ops = _run_ops(session, run)
             groups.append(typed_data.LotOps(lot_id=bytes.fromhex(lot.lot_id[2:]), seq=run[0].seq, ops=ops))
-            prior_heads.append(_head_before(session, lot, run[0].seq))
+            prior_heads.append(self._head_before(session, lot, run[0].seq))
             gas += sum(_op_gas(op) for op in ops)
         batch, signature = typed_data.sign_batch(
             signer,
@@ -273,25 +305,15 @@ class Writer(Worker):
             lots=groups,
         )
         rows = [event.id or 0 for run in runs for event in run]
-        session.commit()
-        try:
-            tx_hash = self._client.send_call(
-                sender=self._deployer,
-                function="recordSigned",
-                args=[batch, signature, prior_heads, typed_data.split_hashes(groups)],
-                nonce=self._next_nonce(nonces, self._deployer),
-                gas=min(gas, MAX_BATCH_GAS),
-            )
-        except ContractReverted as refused:
-            nonces.pop(self._deployer.address, None)
-            return _Sent(row_id=0, kind="batch", tx_hash=None, refused=refused, batch=rows)
-        for run in runs:
-            for event in run:
-                event.tx_hash = tx_hash
-                session.add(event)
-        return _Sent(row_id=0, kind="batch", tx_hash=tx_hash, batch=rows)
+        request = self._client.call_request(
+            sender=relayer,
+            function="recordSigned",
+            args=[batch, signature, prior_heads, typed_data.split_hashes(groups)],
+            gas=min(gas, MAX_BATCH_GAS),
+        )
+        return _Sent(row_id=0, kind="batch", batch=rows, request=request)
 
-    def _register_parcels(self, session: Session, runs: list[list[Event]], nonces: dict[str, int]) -> list[_Sent]:
+    def _register_parcels(self, session: Session, runs: list[list[Event]]) -> list[_Sent]:
         """Sends ``registerParcel`` (relayer key) for each parcel a run's event needs the record of and the chain
         lacks; the batches sent after it in the same lane land after it."""
         # The chain is asked each time, not a memory of earlier rounds: a reorg or a restored node may drop a
@@ -307,18 +329,9 @@ class Writer(Worker):
             args = self._registration(session, parcel_id, lot_pk)
             if args is None:
                 continue
-            try:
-                tx_hash = self._client.send_call(
-                    sender=self._deployer,
-                    function="registerParcel",
-                    args=args,
-                    nonce=self._next_nonce(nonces, self._deployer),
-                )
-            except ContractReverted as refused:
-                nonces.pop(self._deployer.address, None)
-                log.warning("registering parcel %s was refused: %s", parcel_id, refused)
-                continue
-            sent.append(_Sent(row_id=0, kind="register", tx_hash=tx_hash, parcel=parcel_id))
+            relayer = self._funded[self._lane(lot_pk)]  # the lane of the lot's batch, which is sent after it
+            request = self._client.call_request(sender=relayer, function="registerParcel", args=args)
+            sent.append(_Sent(row_id=0, kind="register", parcel=parcel_id, request=request))
         return sent
 
     def _registration(self, session: Session, parcel_id: str, lot_pk: int) -> list[Any] | None:
@@ -357,69 +370,204 @@ class Writer(Worker):
         position = next(i for i, p in enumerate(parcels) if p.id == parcel.id)
         return [lot.lot_id, first_index, count, parcel_id, parcel.index, parcel.quantity, tree.proof(position)]
 
-    def _send_alone(self, session: Session, event: Event, nonces: dict[str, int]) -> list[_Sent]:
+    def _head_before(self, session: Session, lot: Lot, seq: int) -> bytes:
+        """The lot's hash-chain head before event ``seq``: keccak folded over the stored hashes of 0..seq-1 (from the
+        last head computed for the lot when it is not past ``seq``)."""
+        assert lot.id is not None
+        known, head = self._heads.get(lot.id, (0, bytes(32)))
+        if known > seq:
+            known, head = 0, bytes(32)
+        for event_hash in session.exec(
+            select(Event.event_hash)
+            .where(Event.lot_pk == lot.id, col(Event.seq) >= known, col(Event.seq) < seq)
+            .order_by(col(Event.seq))
+        ):
+            head = keccak(head + event_hash_bytes(event_hash))
+        self._heads[lot.id] = (seq, head)
+        return head
+
+    def _lane(self, lot_pk: int) -> int:
+        """The lane of a lot among this round's funded lanes (with all lanes funded, always the same)."""
+        return lot_pk % len(self._funded)
+
+    def _fund_lanes(self) -> list[_Sent]:
+        """Finds the lanes with funds for this round, and tops up the others from the deployer (for the next)."""
+        if len(self._relayers) == 1:
+            return []
+        extra = self._relayers[1:]
+        balances = self._client.balances([relayer.address for relayer in extra])
+        low = [relayer for relayer in extra if balances[relayer.address] < LANE_MIN_BALANCE_WEI]
+        self._funded = [self._relayers[0]] + [relayer for relayer in extra if relayer not in low]
+        if low:
+            log.warning("funding %d relayer lane(s) from the deployer: %s", len(low), [r.address for r in low])
+        return [
+            _Sent(
+                row_id=0,
+                kind="lane",
+                lane=relayer.address,
+                request=self._client.transfer_request(sender=self._deployer, to=relayer.address, value_wei=FUNDING_WEI),
+            )
+            for relayer in low
+        ]
+
+    def _send_alone(self, session: Session, event: Event) -> _Sent:
         """The event by itself, sent from its actor's own key through the registry's direct function."""
         actor = session.get(Actor, event.actor_id)
         assert actor is not None and actor.encrypted_key is not None
         sender = self._open_key(actor.encrypted_key)
         session.commit()
-        try:
-            tx_hash = self._client.send_call(
-                sender=sender,
-                function=event.chain_function,
-                args=_decode_args(event.chain_args),
-                nonce=self._next_nonce(nonces, sender),
+        try:  # a function without a fixed gas limit is estimated, and the estimate runs it
+            request = self._client.call_request(
+                sender=sender, function=event.chain_function, args=_decode_args(event.chain_args)
             )
         except ContractReverted as refused:
-            nonces.pop(sender.address, None)  # nothing was queued: re-read the nonce
-            return [_Sent(row_id=event.id or 0, kind="event", tx_hash=None, refused=refused)]
-        event.tx_hash = tx_hash
-        session.add(event)
-        return [_Sent(row_id=event.id or 0, kind="event", tx_hash=tx_hash)]
+            return _Sent(row_id=event.id or 0, kind="event", refused=refused)
+        return _Sent(row_id=event.id or 0, kind="event", request=request)
 
-    def _next_nonce(self, nonces: dict[str, int], sender: LocalAccount) -> int:
-        if sender.address not in nonces:
-            nonces[sender.address] = self._client.pending_nonce(sender.address)
-        nonce = nonces[sender.address]
-        nonces[sender.address] = nonce + 1
-        return nonce
+    # -- sending -------------------------------------------------------------------------------------------
+
+    def _submit(self, items: list[_Sent]) -> None:
+        """Signs the round's transactions and sends them in one JSON-RPC batch, setting each item's ``tx_hash`` or
+        ``refused``; an item the node refuses otherwise stays unsent (its rows stay pending for the next round)
+        without holding up the others.
+
+        Nonces: one batched read of each sender's pending count per round, then counted up in the items' order,
+        so a sender's transactions (a registration before the batch that needs it) are mined in that order. The
+        count is read again for a re-send of an item whose nonce was used already; an item whose nonce an older
+        transaction of ours holds in the node's pool (a re-send after a drop) replaces it with higher fees.
+        """
+        todo = [item for item in items if item.request is not None]
+        keep: dict[int, int] = {}  # id(item) -> the nonce it must replace in the pool
+        bump: dict[int, float] = {}
+        used: dict[str, int] = {}  # per sender, the highest nonce the node took this round
+        for attempt in range(SEND_ATTEMPTS):
+            if not todo:
+                return
+            signed = self._sign_all(todo, keep, bump, used)
+            results = self._client.send_raw(signed)
+            retry: list[_Sent] = []
+            failed_senders: set[str] = set()
+            for item, tx, result in zip(todo, signed, results, strict=True):
+                key = id(item)
+                if isinstance(result, str):
+                    item.tx_hash = result
+                    used[tx.sender] = max(used.get(tx.sender, -1), tx.nonce)
+                elif isinstance(result, ContractReverted):
+                    item.refused = result
+                    failed_senders.add(tx.sender)
+                elif result.replacement_underpriced:
+                    keep[key], bump[key] = tx.nonce, bump.get(key, 1.0) * FEE_BUMP
+                    retry.append(item)
+                elif result.nonce_too_low or tx.sender in failed_senders:
+                    # Used already, or a gap left by an earlier item of the sender that the node refused.
+                    keep.pop(key, None)
+                    retry.append(item)
+                else:
+                    self._not_sent(item, result)
+                    failed_senders.add(tx.sender)
+            if retry:
+                log.warning(
+                    "re-sending %d of %d transactions the node refused for their nonce (attempt %d)",
+                    len(retry),
+                    len(todo),
+                    attempt + 2,
+                )
+            todo = retry
+        for item in todo:
+            self._not_sent(item, TransactionRejected(f"nonce still refused after {SEND_ATTEMPTS} attempts"))
+
+    def _sign_all(
+        self, items: list[_Sent], keep: dict[int, int], bump: dict[int, float], used: dict[str, int]
+    ) -> list[SignedTx]:
+        requests = [item.request for item in items if item.request is not None]
+        counts = self._client.pending_nonces([request.sender.address for request in requests])
+        kept: dict[str, set[int]] = {}
+        for item in items:
+            if id(item) in keep and item.request is not None:
+                kept.setdefault(item.request.sender.address, set()).add(keep[id(item)])
+        next_nonce = {sender: max(count, used.get(sender, -1) + 1) for sender, count in counts.items()}
+        signed = []
+        for item, request in zip(items, requests, strict=True):
+            sender = request.sender.address
+            nonce = keep.get(id(item))
+            if nonce is None:
+                nonce = next_nonce[sender]
+                while nonce in kept.get(sender, ()):
+                    nonce += 1
+                next_nonce[sender] = nonce + 1
+            signed.append(self._client.sign(request, nonce=nonce, fee_bump=bump.get(id(item), 1.0)))
+        return signed
+
+    @staticmethod
+    def _not_sent(item: _Sent, reason: TransactionRejected) -> None:
+        what = f"parcel {item.parcel}'s registration" if item.kind == "register" else f"{item.kind} {item.row_id}"
+        if item.kind == "lane":
+            what = f"the funding of relayer lane {item.lane}"
+        if item.kind == "batch":
+            what = f"a batch of {len(item.batch)} events"
+        log.warning("the node refused %s (%s); it goes again next round", what, reason)
+
+    def _record_hashes(self, items: list[_Sent]) -> None:
+        """Keeps each sent transaction's hash on its rows (shown while they are pending): one UPDATE per transaction."""
+        with Session(self._engine) as session:
+            for item in items:
+                if item.tx_hash is None:
+                    continue
+                if item.kind == "task":
+                    session.exec(update(ChainTask).where(col(ChainTask.id) == item.row_id).values(tx_hash=item.tx_hash))
+                elif item.kind in ("batch", "event"):
+                    rows = item.batch or [item.row_id]
+                    session.exec(
+                        update(Event)
+                        .where(col(Event.id).in_(rows), col(Event.status) == "pending")
+                        .values(tx_hash=item.tx_hash)
+                    )
+            session.commit()
 
     # -- outcomes ------------------------------------------------------------------------------------------
 
-    def _settle(self, item: _Sent) -> None:
-        if item.kind == "register":
-            self._settle_registration(item)
+    def _settle_all(self, items: list[_Sent]) -> None:
+        """Waits for the round's receipts together (dropped transactions noticed within seconds) and records each
+        outcome; a transaction without a receipt leaves its rows pending, to be sent again next round."""
+        hashes = [item.tx_hash for item in items if item.tx_hash is not None]
+        wait = (
+            self._client.wait_receipts(hashes, timeout=RECEIPT_TIMEOUT_SECONDS, stop=self._stop)
+            if hashes
+            else ReceiptWait()
+        )
+        if wait.chain_changed:
+            log.warning("the node's chain went back or it was away while the writer waited: a restart or a reorg")
+        mined = [outcome.block_number for outcome in wait.outcomes.values() if isinstance(outcome, Receipt)]
+        if mined:
+            self._wait_confirmations(max(mined))
+        for item in items:
+            outcome = wait.outcomes.get(item.tx_hash) if item.tx_hash is not None else item.refused
+            self._settle(item, outcome)
+
+    def _settle(self, item: _Sent, outcome: Receipt | ContractReverted | ReceiptTimeout | None) -> None:
+        if isinstance(outcome, ReceiptTimeout):
+            what = f"the registration of parcel {item.parcel}" if item.kind == "register" else item.tx_hash
+            log.warning("no receipt for %s (%s); it will be re-sent", what, outcome)
             return
-        receipt: Receipt | None = None
-        outcome = item.refused
-        if item.tx_hash is not None:
-            try:
-                receipt = self._client.wait_receipt(item.tx_hash, timeout=RECEIPT_TIMEOUT_SECONDS)
-            except ContractReverted as exc:
-                outcome = exc
-            except ReceiptTimeout:
-                log.warning("no receipt for %s yet; it will be re-sent", item.tx_hash)
-                return
-        if receipt is not None:
-            self._wait_confirmations(receipt.block_number)
+        if item.kind == "lane":
+            if isinstance(outcome, ContractReverted):
+                log.warning("funding relayer lane %s failed: %s", item.lane, outcome)
+            return
+        if item.kind == "register":
+            if isinstance(outcome, ContractReverted):
+                # Another relayer may have registered it first; the next round reads the chain again.
+                log.warning("registering parcel %s failed: %s", item.parcel, outcome)
+            return
+        receipt = outcome if isinstance(outcome, Receipt) else None
+        refused = outcome if isinstance(outcome, ContractReverted) else None
         with Session(self._engine, expire_on_commit=False) as session:
             if item.kind == "task":
-                self._settle_task(session, item, outcome)
+                self._settle_task(session, item, refused)
             elif item.kind == "batch":
-                self._settle_batch(session, item, receipt, outcome)
+                self._settle_batch(session, item, receipt, refused)
             else:
-                self._settle_event(session, item, receipt, outcome)
+                self._settle_event(session, item, receipt, refused)
             session.commit()
-
-    def _settle_registration(self, item: _Sent) -> None:
-        assert item.tx_hash is not None and item.parcel is not None
-        try:
-            self._client.wait_receipt(item.tx_hash, timeout=RECEIPT_TIMEOUT_SECONDS)
-        except ContractReverted as refused:
-            # Another relayer may have registered it first; the next round reads the chain again.
-            log.warning("registering parcel %s failed: %s", item.parcel, refused)
-        except ReceiptTimeout:
-            log.warning("no receipt for the registration of parcel %s yet", item.parcel)
 
     def _wait_confirmations(self, block_number: int) -> None:
         while self._client.latest_block() - block_number + 1 < self._confirmations:
@@ -450,21 +598,7 @@ class Writer(Worker):
         elif outcome is not None and _chain_lacks_predecessors(outcome):
             # The chain expects an earlier sequence number: events the database counted as anchored were lost
             # (a node restored from an older state). They go out again first; this one waits, it is not refused.
-            expected = int(outcome.args_["expected"])
-            for lost in session.exec(
-                select(Event).where(
-                    Event.lot_pk == event.lot_pk, col(Event.seq) >= expected, Event.status == "anchored"
-                )
-            ).all():
-                lost.status, lost.tx_hash, lost.block_hash, lost.block_number, lost.log_index = (
-                    "pending",
-                    None,
-                    None,
-                    None,
-                    None,
-                )
-                session.add(lost)
-            log.warning("lot %s lost its events from seq %d on chain; re-sending them", event.lot_pk, expected)
+            _put_back_lost(session, event.lot_pk, int(outcome.args_["expected"]))
         else:
             event.status = "rejected"
             event.reason = str(outcome)
@@ -475,18 +609,26 @@ class Writer(Worker):
         self, session: Session, item: _Sent, receipt: Receipt | None, outcome: ContractReverted | None
     ) -> None:
         if receipt is None:
-            held = self._anchor_what_the_chain_holds(session, item.batch)
-            if held:
-                # A re-send that overlaps what the chain holds (after a crash or a restored node): the chain
-                # explains the refusal; the rest goes again in a batch, not one by one.
+            held, lost = self._compare_with_the_chain(session, item.batch)
+            if held or lost:
+                # A re-send that overlaps what the chain holds (after a crash or a restored node), or a batch whose
+                # lots lost earlier events on chain (a node restored from an older state): the chain explains the
+                # refusal; the rest goes again in a batch (after the lost events), not one by one.
                 log.warning(
-                    "a batch of %d events was refused (%s); %d were on chain already", len(item.batch), outcome, held
+                    "a batch of %d events was refused (%s); %d were on chain already, %d earlier ones lost on chain",
+                    len(item.batch),
+                    outcome,
+                    held,
+                    lost,
                 )
                 return
             log.warning("a batch of %d events was refused (%s); sending them one by one", len(item.batch), outcome)
             self._solo.update(item.batch)
             return
         logged = {("0x" + r.lot_id.hex(), r.seq): r for r in receipt.events}
+        # The batch's rows and their lots in two queries, not two per row: the gets below find them in the session.
+        events = session.exec(select(Event).where(col(Event.id).in_(item.batch))).all()
+        session.exec(select(Lot).where(col(Lot.id).in_({event.lot_pk for event in events}))).all()
         for row in item.batch:
             event = session.get(Event, row)
             lot = session.get(Lot, event.lot_pk) if event is not None else None
@@ -500,8 +642,10 @@ class Writer(Worker):
                 self._solo.discard(row)
             session.add(event)
 
-    def _anchor_what_the_chain_holds(self, session: Session, rows: list[int]) -> int:
-        """Anchors the events of ``rows`` the chain logged already (below their lot's on-chain ``nextSeq``)."""
+    def _compare_with_the_chain(self, session: Session, rows: list[int]) -> tuple[int, int]:
+        """Anchors the events of ``rows`` the chain logged already (below their lot's on-chain ``nextSeq``), and puts
+        back into the outbox the anchored events their lots lost on chain (``nextSeq`` below the rows' first);
+        returns how many of each."""
         by_lot: dict[int, list[Event]] = {}
         for row in rows:
             event = session.get(Event, row)
@@ -509,11 +653,14 @@ class Writer(Worker):
             by_lot.setdefault(event.lot_pk, []).append(event)
         lots = {lot_pk: session.get(Lot, lot_pk) for lot_pk in by_lot}
         session.commit()
-        held = 0
+        held = lost = 0
         for lot_pk, events in by_lot.items():
             lot = lots[lot_pk]
             assert lot is not None
             next_seq = int(self._client.get_lot(lot.lot_id)["nextSeq"])
+            if next_seq < min(event.seq for event in events):
+                lost += _put_back_lost(session, lot_pk, next_seq)
+                continue
             if not any(event.seq < next_seq for event in events):
                 continue
             logged = {r.seq: r for r in self._client.lot_events(lot.lot_id)}
@@ -523,7 +670,7 @@ class Writer(Worker):
                     _anchor(event, recorded)
                     session.add(event)
                     held += 1
-        return held
+        return held, lost
 
     def _already_recorded(self, session: Session, event: Event, outcome: ContractReverted) -> bool:
         """A re-send the chain refused because it holds this very event already counts as anchored."""
@@ -541,6 +688,32 @@ class Writer(Worker):
                 _anchor(event, recorded)
                 return True
         return False
+
+
+def relayer_lanes(deployer: LocalAccount, lanes: int) -> list[LocalAccount]:
+    """The writer's ``lanes`` relayer keys: the deployer's, then keys derived from it (keccak of the deployer key and
+    the lane's number), so a restart relays from the same accounts without a key file of their own."""
+    derived = [
+        Account.from_key(keccak(bytes(deployer.key) + b"tracer relayer lane" + lane.to_bytes(4, "big")))
+        for lane in range(1, lanes)
+    ]
+    return [deployer, *derived]
+
+
+def _put_back_lost(session: Session, lot_pk: int, from_seq: int) -> int:
+    """Puts the lot's events from ``from_seq`` on that the database counts as anchored back into the outbox: the
+    chain expects ``from_seq`` next, so it lost them (a node restored from an older state). Returns how many."""
+    lost = session.exec(
+        select(Event).where(Event.lot_pk == lot_pk, col(Event.seq) >= from_seq, Event.status == "anchored")
+    ).all()
+    for event in lost:
+        event.status, event.indexed = "pending", False
+        event.tx_hash = event.block_hash = None
+        event.block_number = event.log_index = None
+        session.add(event)
+    if lost:
+        log.warning("lot %s lost its events from seq %d on chain; re-sending them", lot_pk, from_seq)
+    return len(lost)
 
 
 def _anchor(event: Event, recorded: RecordedEvent) -> None:
@@ -655,16 +828,6 @@ def _signed_op(event: Event) -> typed_data.SignedOp:
             return typed_data.SignedOp(action, digest, subject=b32(args[2][2:]))
         case _:  # recordStorage, recall: (lotId, seq, hash)
             return typed_data.SignedOp(action, digest)
-
-
-def _head_before(session: Session, lot: Lot, seq: int) -> bytes:
-    """The lot's hash-chain head before event ``seq``: keccak folded over the stored hashes of 0..seq-1."""
-    head = bytes(32)
-    for event in session.exec(
-        select(Event).where(Event.lot_pk == lot.id, col(Event.seq) < seq).order_by(col(Event.seq))
-    ):
-        head = keccak(head + event_hash_bytes(event.event_hash))
-    return head
 
 
 def _chain_lacks_predecessors(outcome: ContractReverted) -> bool:
