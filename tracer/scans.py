@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -49,16 +50,32 @@ def device_hash(*, session: Session, fingerprint: str) -> str:
 
     The secret is created on first use and kept in the ``meta`` table; the caller commits.
     """
-    salt = get_meta(session, _SALT_KEY)
+    bind = session.get_bind()
+    salt = _SALTS.get(bind)
     if salt is None:
-        salt = secrets.token_hex(32)
-        try:
-            with session.begin_nested():
-                set_meta(session, _SALT_KEY, salt)
-        except IntegrityError:  # another request created it first
-            salt = get_meta(session, _SALT_KEY)
-            assert salt is not None
+        salt = get_meta(session, _SALT_KEY)
+        if salt is not None:
+            _SALTS[bind] = salt  # committed: it stands (one just made is remembered once read back committed)
+        else:
+            salt = _new_salt(session)
     return hmac.new(bytes.fromhex(salt), fingerprint.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+# The secret per database (engine), read once per process: it never changes once made, and a read per scan was
+# one of its few queries. Weak keys: an engine disposed of (a test's) takes its entry with it.
+_SALTS: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
+
+
+def _new_salt(session: Session) -> str:
+    salt = secrets.token_hex(32)
+    try:
+        with session.begin_nested():
+            set_meta(session, _SALT_KEY, salt)
+    except IntegrityError:  # another request created it first
+        stored = get_meta(session, _SALT_KEY)
+        assert stored is not None
+        return stored
+    return salt
 
 
 def coarse_location(latitude: float | None, longitude: float | None) -> tuple[float | None, float | None]:

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
@@ -124,9 +125,16 @@ def _set_cookie(response: Response, request: Request, name: str, value: str) -> 
     )
 
 
-def _scan(
-    request: Request, session: Session, service: ServiceDep, lat: float | None = None, lon: float | None = None
-) -> Response:
+def _scan(request: Request, lat: float | None, lon: float | None) -> Response:
+    # The service and the session are taken here rather than as dependencies: FastAPI runs each sync
+    # dependency in the thread pool on its own (a session's opening and closing: two more), and the hops were a
+    # tenth of a scan's CPU. Scans are the hot path; the other routes keep the dependencies.
+    service: Service = request.app.state.service
+    with Session(service.engine, expire_on_commit=False) as session:
+        return _scan_in(request, session, service, lat, lon)
+
+
+def _scan_in(request: Request, session: Session, service: Service, lat: float | None, lon: float | None) -> Response:
     scanned = _resolve(session, _raw_path(request))
     path = scanned.path
     summary, issued = None, None
@@ -147,7 +155,7 @@ def _scan(
     )
     response: Response
     if _wants_json(request):
-        response = JSONResponse(document)
+        response = Response(orjson.dumps(document), media_type="application/json")  # ~5x json.dumps
     else:
         lang = _language(request)
         context = {
@@ -172,22 +180,18 @@ Longitude = Annotated[float | None, Query(ge=-180, le=180, description="Coarse l
 
 
 @router.get("/01/{rest:path}", response_class=HTMLResponse, summary="Scan a lot or a unit (GS1 Digital Link)")
-def scan_lot(
-    request: Request, session: SessionDep, service: ServiceDep, lat: Latitude = None, lon: Longitude = None
-) -> Response:
+def scan_lot(request: Request, lat: Latitude = None, lon: Longitude = None) -> Response:
     """A lot's (``/01/{gtin}/10/{lot}``) or a unit's (``/01/{gtin}/21/{serial}``) journey and its verification
     against the chain (HTML; JSON with Accept: application/json). A unit's scan is recorded for its clone check,
     as a parcel's is; a lot's code is shared by every tin of the lot, so its scans are not counted."""
-    return _scan(request, session, service, lat, lon)
+    return _scan(request, lat, lon)
 
 
 @router.get("/00/{rest:path}", response_class=HTMLResponse, summary="Scan a parcel (GS1 Digital Link)")
-def scan_parcel(
-    request: Request, session: SessionDep, service: ServiceDep, lat: Latitude = None, lon: Longitude = None
-) -> Response:
+def scan_parcel(request: Request, lat: Latitude = None, lon: Longitude = None) -> Response:
     """A parcel's journey, its verification against the chain and its clone check (HTML; JSON with
     Accept: application/json). The scan is recorded; ``lat``/``lon`` are kept rounded to about 11 km."""
-    return _scan(request, session, service, lat, lon)
+    return _scan(request, lat, lon)
 
 
 @router.post("/claim/{rest:path}", summary="Confirm receipt of a delivered parcel or unit (first scanner)")
