@@ -1,6 +1,6 @@
 """Caches that let a scan verify a lot without re-reading the chain or re-hashing every event, and stay honest.
 
-Two caches, each keyed so that what could make a verdict wrong misses it:
+Three caches, each keyed so that what could make a verdict wrong misses it:
 
 ``ChainView`` holds, per lot, the registry's log of the lot (its on-chain ``(seq, hash)`` list) as read at one
 block, the view's *tip*. At most every ``check_seconds`` a scan asks the node for its latest block (one
@@ -20,6 +20,11 @@ show the verdict of the chain as it was at the tip.
 ``EventHashes`` maps a digest of an event's stored bytes (payload and context) to its canonical hash: an
 altered row has other bytes, misses, and is hashed afresh, so a tampered row reads ``tampered`` on the very
 next scan.
+
+``LotViews`` keeps, per lot, what a scan shows of its events (parsed payloads, anchors, block times, each
+event's verdict) with the fingerprint it was built from: the event rows as this scan read them (every column
+shown or verified) and this scan's verdicts. Any changed column or verdict misses it; it only spares parsing and
+shaping rows that are the same.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
 
 from hexbytes import HexBytes
 from web3.exceptions import BlockNotFound
@@ -67,6 +74,12 @@ class ChainView:
     def tip(self) -> Tip | None:
         """The block the cached logs are current at (None before the first read or after a failure)."""
         return self._tip
+
+    @property
+    def current(self) -> bool:
+        """True while the tip was checked within ``check_seconds``: a scan of a cached lot then asks the node
+        nothing (only a lot not cached yet, or one whose stored events name a block past the tip, does)."""
+        return self._tip is not None and time.monotonic() - self._checked_at < self.check_seconds
 
     def lot_events(self, lot_id: str | bytes, *, newest_stored_block: int | None = None) -> list[RecordedEvent]:
         """The registry's log of ``lot_id`` as of the view's tip, from the cache when it holds it.
@@ -161,12 +174,35 @@ class EventHashes:
         return computed
 
 
+class LotViews:
+    """What a scan shows of a lot's events (parsed payloads, anchors, per-event verdicts), by lot, each kept with
+    the fingerprint it was built from: every stored column the view shows or verifies, as read by this very
+    scan, and the verdict of this scan's verification. A changed row, anchor or verdict differs, misses, and the
+    view is built afresh; only the parsing and shaping of unchanged rows is spared. Thread-safe enough: a
+    lost race builds a view twice."""
+
+    def __init__(self) -> None:
+        self._views: dict[str, tuple[Hashable, Any]] = {}
+
+    def get(self, lot_id: str, fingerprint: Hashable) -> Any | None:
+        """The view of ``lot_id`` built from ``fingerprint``, or None."""
+        known = self._views.get(lot_id)
+        return known[1] if known is not None and known[0] == fingerprint else None
+
+    def put(self, lot_id: str, fingerprint: Hashable, view: Any) -> None:
+        """Keeps ``view`` of ``lot_id`` as built from ``fingerprint`` (replacing an older one)."""
+        if len(self._views) >= MAX_CACHED_LOTS and lot_id not in self._views:
+            self._views.clear()  # bounded memory: a miss costs one build
+        self._views[lot_id] = (fingerprint, view)
+
+
 @dataclass
 class ScanCache:
-    """The caches of one service process: the chain view of its client and the event hashes."""
+    """The caches of one service process: the chain view of its client, the event hashes, the lots' views."""
 
     chain: ChainView
     hashes: EventHashes
+    views: LotViews = field(default_factory=LotViews)
 
     @classmethod
     def for_client(cls, client: ChainClient, *, check_seconds: float) -> ScanCache:
