@@ -81,6 +81,10 @@ class ChainView:
         nothing (only a lot not cached yet, or one whose stored events name a block past the tip, does)."""
         return self._tip is not None and time.monotonic() - self._checked_at < self.check_seconds
 
+    def holds(self, lot_id: str | bytes) -> bool:
+        """True when the view holds the log of ``lot_id`` (a scan of it then need not read it from the node)."""
+        return bytes(HexBytes(lot_id)) in self._lots
+
     def lot_events(self, lot_id: str | bytes, *, newest_stored_block: int | None = None) -> list[RecordedEvent]:
         """The registry's log of ``lot_id`` as of the view's tip, from the cache when it holds it.
 

@@ -121,27 +121,36 @@ def _set_cookie(response: Response, request: Request, name: str, value: str) -> 
 
 async def _scan(request: Request, lat: float | None, lon: float | None) -> Response:
     # Scans are the hot path, and a hop to the thread pool (where FastAPI runs a sync route, and each sync
-    # dependency on its own) cost more CPU than the scan's database work. So: while the chain view is current, a
-    # scan needs only the database (a few sub-millisecond statements) and runs right here; otherwise it may ask
-    # the node, which may be slow or gone, and runs in the pool so that the event loop stays free meanwhile.
+    # dependency on its own) cost more CPU than the scan's database work. So a scan whose lot the current chain
+    # view holds needs only the database (a few sub-millisecond statements) and runs right here; one that may
+    # ask the node (the view is due a check, or does not hold the lot yet), which may be slow or gone, finishes
+    # in the pool so that the event loop stays free meanwhile.
     service: Service = request.app.state.service
     cache = _scan_cache(request, service)
-    if cache is not None and cache.chain.current:
-        return _scan_in(request, service, cache, lat, lon)
-    return await run_in_threadpool(_scan_in, request, service, cache, lat, lon)
-
-
-def _scan_in(
-    request: Request, service: Service, cache: ScanCache | None, lat: float | None, lon: float | None
-) -> Response:
     with Session(service.engine, expire_on_commit=False) as session:
-        return _scan_with(request, session, service, cache, lat, lon)
+        if cache is None or not cache.chain.current:
+            return await run_in_threadpool(_resolve_and_answer, request, session, service, cache, lat, lon)
+        scanned = _resolve(session, _raw_path(request))
+        if not cache.chain.holds(scanned.lot.lot_id):
+            return await run_in_threadpool(_answer, request, session, service, cache, scanned, lat, lon)
+        return _answer(request, session, service, cache, scanned, lat, lon)
 
 
-def _scan_with(
+def _resolve_and_answer(
     request: Request, session: Session, service: Service, cache: ScanCache | None, lat: float | None, lon: float | None
 ) -> Response:
-    scanned = _resolve(session, _raw_path(request))
+    return _answer(request, session, service, cache, _resolve(session, _raw_path(request)), lat, lon)
+
+
+def _answer(
+    request: Request,
+    session: Session,
+    service: Service,
+    cache: ScanCache | None,
+    scanned: _Scanned,
+    lat: float | None,
+    lon: float | None,
+) -> Response:
     path = scanned.path
     summary, issued = None, None
     if scanned.parcel is not None:
