@@ -96,7 +96,14 @@ class ScanDeployment(Deployment):
         self.env.update(env)
 
     def __enter__(self) -> ScanDeployment:
-        super().__enter__()
+        # Not the ingest deployment's start: a reused store's start-up reconciles every lot with the chain (one
+        # eth_call each), longer than its deadline.
+        self.node.start()
+        try:
+            self.restart({})
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def restart(self, env: dict[str, str]) -> None:

@@ -183,7 +183,7 @@ def summarise(*, session: Session, subject: str, device: str | None = None) -> S
         first_scan_at=_aware(first),
         claimed_at=_aware(claimed_at),
         claimed_by_this_device=claimed_at is not None and device is not None and claimed_by == device,
-        scans_after_claim_by_others=after_claim or 0,
+        scans_after_claim_by_others=int(after_claim or 0),  # PostgreSQL sums to a Decimal
         warning=warning,
     )
 

@@ -91,8 +91,11 @@ def open_service(settings: Settings, *, client: ChainClient | None = None, attac
     engine, keystore = open_store(settings)
     client = client or ChainClient.connect(settings.effective_rpc_url)
     deployer: LocalAccount = Account.from_key(settings.deployer_key)
+    chain_id: int | None = None
     if attach:
-        registry, deploy_block, deployed_now = _opened_registry(engine)
+        # Nothing asked of the node: a worker must start (and answer "unverifiable") while the node is away.
+        registry, deploy_block, chain_id = _opened_registry(engine)
+        deployed_now = False
         client = ChainClient(client.w3, address=registry, abi=client.abi, deploy_block=deploy_block)
     else:
         with Session(engine) as session:
@@ -120,7 +123,7 @@ def open_service(settings: Settings, *, client: ChainClient | None = None, attac
         client=client,
         deployer=deployer,
         registry=registry,
-        chain_id=client.chain_id,
+        chain_id=client.chain_id if chain_id is None else chain_id,
         deploy_block=deploy_block,
         writer=writer,
         indexer=Indexer(engine=engine, client=client),
@@ -185,14 +188,16 @@ def _attach_registry(
     return address, deploy_block, True
 
 
-def _opened_registry(engine: Engine) -> tuple[str, int, bool]:
-    """The registry the opening process stored (ConfigurationError when no process opened this database)."""
+def _opened_registry(engine: Engine) -> tuple[str, int, int]:
+    """The registry, its deployment block and the chain id the opening process stored (ConfigurationError when no
+    process opened this database)."""
     with Session(engine) as session:
         stored = get_meta(session, "registry_address")
         deploy_block = int(get_meta(session, "deploy_block") or 0)
-    if not stored:
+        chain_id = get_meta(session, "chain_id")
+    if not stored or chain_id is None:
         raise ConfigurationError("no registry in the database yet: the service must be opened before it is attached")
-    return stored, deploy_block, False
+    return stored, deploy_block, int(chain_id)
 
 
 def _require_code(client: ChainClient, address: str, settings: Settings) -> None:
