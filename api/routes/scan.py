@@ -132,6 +132,9 @@ async def _scan(request: Request, lat: float | None, lon: float | None) -> Respo
             return await run_in_threadpool(_resolve_and_answer, request, session, service, cache, lat, lon)
         scanned = _resolve(session, _raw_path(request))
         if not cache.chain.holds(scanned.lot.lot_id):
+            # No transaction may stay open across an await: another scan on this loop would wait for its lock
+            # (SQLite's write lock) on the loop's own thread, while the thread pool never got this one's rest.
+            session.commit()
             return await run_in_threadpool(_answer, request, session, service, cache, scanned, lat, lon)
         return _answer(request, session, service, cache, scanned, lat, lon)
 
