@@ -75,16 +75,6 @@ class ChainView:
         """The block the cached logs are current at (None before the first read or after a failure)."""
         return self._tip
 
-    @property
-    def current(self) -> bool:
-        """True while the tip was checked within ``check_seconds``: a scan of a cached lot then asks the node
-        nothing (only a lot not cached yet, or one whose stored events name a block past the tip, does)."""
-        return self._tip is not None and time.monotonic() - self._checked_at < self.check_seconds
-
-    def holds(self, lot_id: str | bytes) -> bool:
-        """True when the view holds the log of ``lot_id`` (a scan of it then need not read it from the node)."""
-        return bytes(HexBytes(lot_id)) in self._lots
-
     def lot_events(self, lot_id: str | bytes, *, newest_stored_block: int | None = None) -> list[RecordedEvent]:
         """The registry's log of ``lot_id`` as of the view's tip, from the cache when it holds it.
 

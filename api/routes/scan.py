@@ -120,29 +120,20 @@ def _set_cookie(response: Response, request: Request, name: str, value: str) -> 
 
 
 async def _scan(request: Request, lat: float | None, lon: float | None) -> Response:
-    # Scans are the hot path, and a hop to the thread pool (where FastAPI runs a sync route, and each sync
-    # dependency on its own) cost more CPU than the scan's database work. So a scan whose lot the current chain
-    # view holds needs only the database (a few sub-millisecond statements) and runs right here; one that may
-    # ask the node (the view is due a check, or does not hold the lot yet), which may be slow or gone, finishes
-    # in the pool so that the event loop stays free meanwhile.
+    # One hop to the thread pool for the whole scan, its session opened there: FastAPI would run a sync route
+    # there and each sync dependency (the service, the session's opening and closing) in a hop of its own, and
+    # the hops cost more CPU than the scan's database work. Not on the event loop: a scan may ask the node (slow
+    # or gone), and on SQLite it may wait for the write lock.
     service: Service = request.app.state.service
     cache = _scan_cache(request, service)
-    with Session(service.engine, expire_on_commit=False) as session:
-        if cache is None or not cache.chain.current:
-            return await run_in_threadpool(_resolve_and_answer, request, session, service, cache, lat, lon)
-        scanned = _resolve(session, _raw_path(request))
-        if not cache.chain.holds(scanned.lot.lot_id):
-            # No transaction may stay open across an await: another scan on this loop would wait for its lock
-            # (SQLite's write lock) on the loop's own thread, while the thread pool never got this one's rest.
-            session.commit()
-            return await run_in_threadpool(_answer, request, session, service, cache, scanned, lat, lon)
-        return _answer(request, session, service, cache, scanned, lat, lon)
+    return await run_in_threadpool(_scan_in_session, request, service, cache, lat, lon)
 
 
-def _resolve_and_answer(
-    request: Request, session: Session, service: Service, cache: ScanCache | None, lat: float | None, lon: float | None
+def _scan_in_session(
+    request: Request, service: Service, cache: ScanCache | None, lat: float | None, lon: float | None
 ) -> Response:
-    return _answer(request, session, service, cache, _resolve(session, _raw_path(request)), lat, lon)
+    with Session(service.engine, expire_on_commit=False) as session:
+        return _answer(request, session, service, cache, _resolve(session, _raw_path(request)), lat, lon)
 
 
 def _answer(
