@@ -45,6 +45,7 @@ from tracer.verify import hash_stored
 
 MAX_CACHED_LOTS = 50_000
 MAX_CACHED_HASHES = 500_000
+_REMEMBERED_BUMPS = 64  # a read that spans more of the view's changes than this is not stored
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,10 @@ class ChainView:
         self._tip: Tip | None = None
         self._checked_at = float("-inf")
         self._generation = 0  # bumped whenever entries may have gone stale, so a slow read is not stored
+        # What each bump changed: the lots whose logs grew, or None when everything was dropped. A read that
+        # spanned bumps is still stored when none of them touched its lot: on a live chain (a block a second with
+        # events of some lot in most) discarding every such read left busy workers reading the same lots again.
+        self._changes: dict[int, frozenset[bytes] | None] = {}
         self._lots: dict[bytes, list[RecordedEvent]] = {}
 
     @property
@@ -89,11 +94,24 @@ class ChainView:
             return cached
         events = self.client.lot_events(key, to_block=tip.number)
         with self._lock:
-            if generation == self._generation:
+            if self._untouched_since(generation, key):
                 if len(self._lots) >= MAX_CACHED_LOTS:
                     self._lots.clear()  # bounded memory: a miss costs one eth_getLogs
                 self._lots[key] = events
         return events
+
+    def _untouched_since(self, generation: int, key: bytes) -> bool:
+        """True when no bump after ``generation`` dropped everything or grew the log of ``key`` (lock held)."""
+        for bump in range(generation + 1, self._generation + 1):
+            changed = self._changes.get(bump)  # a bump forgotten (past the bound) counts as a drop
+            if changed is None or key in changed:
+                return False
+        return True
+
+    def _bump(self, changed: frozenset[bytes] | None) -> None:
+        self._generation += 1
+        self._changes[self._generation] = changed
+        self._changes.pop(self._generation - _REMEMBERED_BUMPS, None)
 
     def _check(self, *, force: bool) -> tuple[Tip, int]:
         tip = self._tip
@@ -124,7 +142,7 @@ class ChainView:
             for event in self.client.recorded_events(from_block=old.number + 1, to_block=latest.number):
                 grown.setdefault(event.lot_id, []).append(event)
             if grown:
-                self._generation += 1  # a read of a lot started at the old tip lacks these: not to be stored
+                self._bump(frozenset(grown))  # a read of one of these lots started at the old tip lacks them
             for lot_id, events in grown.items():
                 if lot_id in self._lots:  # in chain order: the new blocks follow the old tip
                     self._lots[lot_id] = self._lots[lot_id] + events
@@ -140,7 +158,7 @@ class ChainView:
             return False
 
     def _forget(self) -> None:
-        self._generation += 1
+        self._bump(None)
         self._lots.clear()
         self._tip = None
         self._checked_at = float("-inf")
