@@ -1,5 +1,8 @@
 """``python -m api``: the service as ``scripts/run`` starts it: the chain, the registry, the API.
 
+``--workers N`` (``TRACER_WEB_WORKERS``; one per core by default) serves HTTP from N worker processes, the
+writer and indexer running once in this one (``api.workers``); 1 runs everything in one process.
+
 Logs go to stderr as JSON lines (one object per line, with the request id while a request is served), ready
 for a log shipper; ``--log-format plain`` or ``TRACER_LOG_FORMAT=plain`` gives readable text in a terminal.
 """
@@ -16,6 +19,7 @@ import uvicorn
 
 from api.main import create_app
 from api.observability import configure_logging
+from api.workers import WORKERS_ENV, default_workers, serve
 from tracer.chain.anvil import AnvilSupervisor
 from tracer.config import Settings
 from tracer.exceptions import TracerError
@@ -31,7 +35,17 @@ def main(argv: list[str] | None = None) -> int:
         default=os.environ.get("TRACER_LOG_FORMAT", "json"),
         help="JSON lines (default, or TRACER_LOG_FORMAT) or plain text",
     )
-    configure_logging(json_lines=parser.parse_args(argv).log_format == "json")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get(WORKERS_ENV) or default_workers()),
+        help=f"HTTP worker processes (default {WORKERS_ENV}, else one per core); 1: one process for everything",
+    )
+    args = parser.parse_args(argv)
+    if args.workers < 1:
+        parser.error("--workers must be at least 1")
+    json_logs = args.log_format == "json"
+    configure_logging(json_lines=json_logs)
     log = logging.getLogger("tracer")
     settings = Settings()
     supervisor: AnvilSupervisor | None = None
@@ -48,6 +62,9 @@ def main(argv: list[str] | None = None) -> int:
             supervisor.wait_for_state_dump(after=time.time())
         for key, value in describe(service).items():
             log.info("%s: %s", key, value)
+        if args.workers > 1:
+            serve(service, workers=args.workers, host="127.0.0.1", port=settings.port, json_logs=json_logs)
+            return 0
         app = create_app(service)
         # Our logging, not uvicorn's: its lines go through the same handler, and the request middleware writes
         # the access line (with the request id, route and duration) instead of uvicorn's.

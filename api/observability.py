@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import sys
 import time
@@ -25,6 +26,7 @@ from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, InfoMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
+from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.registry import Collector
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.datastructures import MutableHeaders
@@ -40,6 +42,8 @@ REQUEST_ID_HEADER = "X-Request-ID"
 _SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 #: Latency buckets (seconds) from a cached scan (~1 ms) to a bulk capture or an audit (seconds).
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+#: prometheus_client's multiprocess directory (its own variable, read when the library is imported).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED_ROUTE = "unmatched"  # one label for every unknown path: a scanner probing URLs must not add series
 
 _request_id: ContextVar[str | None] = ContextVar("tracer_request_id", default=None)
@@ -224,15 +228,24 @@ class ServiceCollector(Collector):
 
 
 def install(app: FastAPI) -> None:
-    """Adds the request id and access-log middleware and ``GET /metrics`` (Prometheus text format) to ``app``."""
+    """Adds the request id and access-log middleware and ``GET /metrics`` (Prometheus text format) to ``app``.
+
+    Behind several worker processes (``api.workers`` sets ``PROMETHEUS_MULTIPROC_DIR``) each worker's latencies
+    go to files in that directory and a scrape of any worker sums them all; the service figures are read from
+    the database and the node at the scrape either way.
+    """
     registry = CollectorRegistry()
     registry.register(ServiceCollector(lambda: app.state.service))
+    shared = os.environ.get(METRICS_DIR_ENV)
+    if shared:
+        MultiProcessCollector(registry, path=shared)  # type: ignore[no-untyped-call]
     latency = Histogram(
         "tracer_http_request_duration_seconds",
         "Time to answer a request, by method, route template and status",
         ["method", "route", "status"],
         buckets=LATENCY_BUCKETS,
-        registry=registry,
+        # In multiprocess mode the collector above reports it (from this process's file too): not twice.
+        registry=None if shared else registry,
     )
     app.add_middleware(RequestObserver, latency=latency)
 

@@ -18,7 +18,12 @@ scan reads the lot's logs and hashes its events afresh, the baseline). Each meas
 the same load, after a first JSON scan of every lot (which fills the caches). Figures go to stdout, progress
 to stderr; "service CPU" is the service process's CPU time (all its threads) per scan.
 
-Usage: scripts/bench_scan [--lots N] [--parcels P] [--seconds S] [--connections C] [--database URL] [--keep]
+``--workers N`` sets the service's HTTP worker processes (``TRACER_WEB_WORKERS``; the writer and indexer run in
+its parent process); "service CPU" then sums the parent and its workers. ``--workdir DIR`` keeps the store and the
+chain in DIR and reuses them on the next invocation (no filling); ``--modes`` and ``--runs`` pick what is measured.
+
+Usage: scripts/bench_scan [--lots N] [--parcels P] [--seconds S] [--connections C] [--workers N] [--database URL]
+                          [--modes cached,uncached] [--runs json,html,json-light] [--workdir DIR] [--keep]
 """
 
 from __future__ import annotations
@@ -86,8 +91,19 @@ def sscc(serial: int) -> str:
 class ScanDeployment(Deployment):
     """The ingest benchmark's deployment, whose service can be restarted with other settings on the same store."""
 
+    def __init__(self, workdir: Path, database_url: str | None, *, env: dict[str, str]) -> None:
+        super().__init__(workdir, database_url)
+        self.env.update(env)
+
     def __enter__(self) -> ScanDeployment:
-        super().__enter__()
+        # Not the ingest deployment's start: a reused store's start-up reconciles every lot with the chain (one
+        # eth_call each), longer than its deadline.
+        self.node.start()
+        try:
+            self.restart({})
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def restart(self, env: dict[str, str]) -> None:
@@ -183,9 +199,31 @@ def ensure_wrk() -> str:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time the process ``pid`` has used so far (Linux ``/proc``)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User plus system CPU time the process ``pid`` and its descendants (the service's workers) have used so far,
+    the descendants counted while alive (Linux ``/proc``)."""
+    total = 0.0
+    for each in [pid, *descendants(pid)]:
+        try:
+            fields = Path(f"/proc/{each}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (its children's children too)."""
+    found, frontier = [], [pid]
+    while frontier:
+        parent = frontier.pop()
+        for task in Path(f"/proc/{parent}/task").glob("*"):
+            try:
+                children = [int(child) for child in (task / "children").read_text().split()]
+            except OSError:
+                continue
+            found += children
+            frontier += children
+    return found
 
 
 def run_wrk(wrk: str, deployment: ScanDeployment, accept: str, seconds: int, connections: int) -> dict[str, Any]:
@@ -247,7 +285,7 @@ def measure(
         log(f"  first scan of every lot: {figures['first']['per_s']:.0f} scans/s")
         runs = (("json", "application/json", args.connections), ("html", "text/html", args.connections),
                 ("json-light", "application/json", 2))  # fmt: skip
-        for kind, accept, connections in runs:
+        for kind, accept, connections in (run for run in runs if run[0] in args.runs):
             run_wrk(wrk, deployment, accept, args.warmup, connections)
             figures[kind] = run_wrk(wrk, deployment, accept, args.seconds, connections)
             log(f"  {kind}: {figures[kind]['per_s']:.0f} scans/s")
@@ -265,36 +303,52 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=5, help="length of the wrk run before each measured one")
     parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
     parser.add_argument("--database", default=None, help="TRACER_DATABASE_URL of the service (default SQLite)")
+    parser.add_argument("--workers", type=int, default=None, help="the service's TRACER_WEB_WORKERS (its default)")
+    parser.add_argument("--modes", default="cached,uncached", help="which of cached,uncached to measure")
+    parser.add_argument("--runs", default="json,html,json-light", help="which of json,html,json-light to measure")
+    parser.add_argument("--workdir", type=Path, default=None, help="keep the store here and reuse it when filled")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, database)")
     args = parser.parse_args()
+    args.runs = args.runs.split(",")
+    modes = [(mode, env) for mode, env in (("cached", CACHED), ("uncached", UNCACHED)) if mode in args.modes]
     wrk = ensure_wrk()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-scan-"))
+    workdir = args.workdir.resolve() if args.workdir else Path(tempfile.mkdtemp(prefix="bench-scan-"))
+    filled_marker = workdir / "filled.json"
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     print(f"database: {'PostgreSQL' if args.database else 'SQLite'}; work directory {workdir}")
+    workers = {} if args.workers is None else {"TRACER_WEB_WORKERS": str(args.workers)}
     results: dict[str, dict[str, dict[str, Any]]] = {}
     try:
-        with ScanDeployment(workdir, args.database) as deployment:
-            log(f"filling the store: {args.lots} lots, {args.parcels} parcels each ...")
-            started = time.perf_counter()
-            numbers, paths, events = fill(deployment, args.lots, args.parcels)
-            deployment.wait_anchored(events, timeout=3600)
-            filled = time.perf_counter() - started
-            print(
-                f"store: {args.lots} lots, {args.lots * args.parcels} parcels, {args.lots * args.parcels * 2} units, "
-                f"{events} events anchored in {filled:.0f} s; {len(paths)} codes scanned in shuffled order"
-            )
-            random.Random(8).shuffle(paths)
-            (workdir / "paths.txt").write_text("\n".join(paths) + "\n")
-            key = deployment.actor("wms-background", "warehouse")
-            for mode, env in (("cached", CACHED), ("uncached", UNCACHED)):
+        with ScanDeployment(workdir, args.database, env=workers) as deployment:
+            if filled_marker.exists():
+                numbers = json.loads(filled_marker.read_text())["numbers"]
+                print(f"store: reused from {workdir} ({len(numbers)} lots)")
+            else:
+                log(f"filling the store: {args.lots} lots, {args.parcels} parcels each ...")
+                started = time.perf_counter()
+                numbers, paths, events = fill(deployment, args.lots, args.parcels)
+                deployment.wait_anchored(events, timeout=3600)
+                filled = time.perf_counter() - started
+                print(
+                    f"store: {args.lots} lots, {args.lots * args.parcels} parcels, {args.lots * args.parcels * 2} "
+                    f"units, {events} events anchored in {filled:.0f} s; {len(paths)} codes scanned in shuffled order"
+                )
+                random.Random(8).shuffle(paths)
+                (workdir / "paths.txt").write_text("\n".join(paths) + "\n")
+                filled_marker.write_text(json.dumps({"numbers": numbers}))
+            key = deployment.actor(f"wms-background-{time.time_ns()}", "warehouse")
+            for mode, env in modes:
                 log(f"{mode} scans ...")
                 deployment.restart(env)
                 results[mode] = measure(deployment, wrk, args, numbers, key)
     finally:
-        if not args.keep:
+        if not args.keep and args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
-    for mode in ("cached", "uncached"):
-        print(f"first JSON scan of each of the {args.lots} lots, {mode}: {results[mode]['first']['per_s']:.0f} scans/s")
+    print(f"service: TRACER_WEB_WORKERS={args.workers if args.workers is not None else 'default'}")
+    for mode, _ in modes:
+        print(
+            f"first JSON scan of each of the {len(numbers)} lots, {mode}: {results[mode]['first']['per_s']:.0f} scans/s"
+        )
     print(
         f"wrk -t2 -c{args.connections} (light: -c2), {args.seconds} s per run after {args.warmup} s of warm-up; "
         "a capture every 100 ms meanwhile"
@@ -303,8 +357,8 @@ def main() -> int:
         f"{'':28} {'scans/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'non-2xx':>8} {'socket err':>10} "
         f"{'service CPU ms/scan':>20}"
     )
-    for kind in ("json", "html", "json-light"):
-        for mode in ("cached", "uncached"):
+    for kind in args.runs:
+        for mode, _ in modes:
             r = results[mode][kind]
             label = f"{kind.upper()} {mode}" + (" (baseline)" if mode == "uncached" else "")
             print(

@@ -1,6 +1,6 @@
 """Caches that let a scan verify a lot without re-reading the chain or re-hashing every event, and stay honest.
 
-Two caches, each keyed so that what could make a verdict wrong misses it:
+Three caches, each keyed so that what could make a verdict wrong misses it:
 
 ``ChainView`` holds, per lot, the registry's log of the lot (its on-chain ``(seq, hash)`` list) as read at one
 block, the view's *tip*. At most every ``check_seconds`` a scan asks the node for its latest block (one
@@ -20,6 +20,11 @@ show the verdict of the chain as it was at the tip.
 ``EventHashes`` maps a digest of an event's stored bytes (payload and context) to its canonical hash: an
 altered row has other bytes, misses, and is hashed afresh, so a tampered row reads ``tampered`` on the very
 next scan.
+
+``LotViews`` keeps, per lot, what a scan shows of its events (parsed payloads, anchors, block times, each
+event's verdict) with the fingerprint it was built from: the event rows as this scan read them (every column
+shown or verified) and this scan's verdicts. Any changed column or verdict misses it; it only spares parsing and
+shaping rows that are the same.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from dataclasses import dataclass
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any
 
 from hexbytes import HexBytes
 from web3.exceptions import BlockNotFound
@@ -38,6 +45,7 @@ from tracer.verify import hash_stored
 
 MAX_CACHED_LOTS = 50_000
 MAX_CACHED_HASHES = 500_000
+_REMEMBERED_BUMPS = 64  # a read that spans more of the view's changes than this is not stored
 
 
 @dataclass(frozen=True)
@@ -61,6 +69,10 @@ class ChainView:
         self._tip: Tip | None = None
         self._checked_at = float("-inf")
         self._generation = 0  # bumped whenever entries may have gone stale, so a slow read is not stored
+        # What each bump changed: the lots whose logs grew, or None when everything was dropped. A read that
+        # spanned bumps is still stored when none of them touched its lot: on a live chain (a block a second with
+        # events of some lot in most) discarding every such read left busy workers reading the same lots again.
+        self._changes: dict[int, frozenset[bytes] | None] = {}
         self._lots: dict[bytes, list[RecordedEvent]] = {}
 
     @property
@@ -82,11 +94,24 @@ class ChainView:
             return cached
         events = self.client.lot_events(key, to_block=tip.number)
         with self._lock:
-            if generation == self._generation:
+            if self._untouched_since(generation, key):
                 if len(self._lots) >= MAX_CACHED_LOTS:
                     self._lots.clear()  # bounded memory: a miss costs one eth_getLogs
                 self._lots[key] = events
         return events
+
+    def _untouched_since(self, generation: int, key: bytes) -> bool:
+        """True when no bump after ``generation`` dropped everything or grew the log of ``key`` (lock held)."""
+        for bump in range(generation + 1, self._generation + 1):
+            changed = self._changes.get(bump)  # a bump forgotten (past the bound) counts as a drop
+            if changed is None or key in changed:
+                return False
+        return True
+
+    def _bump(self, changed: frozenset[bytes] | None) -> None:
+        self._generation += 1
+        self._changes[self._generation] = changed
+        self._changes.pop(self._generation - _REMEMBERED_BUMPS, None)
 
     def _check(self, *, force: bool) -> tuple[Tip, int]:
         tip = self._tip
@@ -117,7 +142,7 @@ class ChainView:
             for event in self.client.recorded_events(from_block=old.number + 1, to_block=latest.number):
                 grown.setdefault(event.lot_id, []).append(event)
             if grown:
-                self._generation += 1  # a read of a lot started at the old tip lacks these: not to be stored
+                self._bump(frozenset(grown))  # a read of one of these lots started at the old tip lacks them
             for lot_id, events in grown.items():
                 if lot_id in self._lots:  # in chain order: the new blocks follow the old tip
                     self._lots[lot_id] = self._lots[lot_id] + events
@@ -133,7 +158,7 @@ class ChainView:
             return False
 
     def _forget(self) -> None:
-        self._generation += 1
+        self._bump(None)
         self._lots.clear()
         self._tip = None
         self._checked_at = float("-inf")
@@ -161,12 +186,35 @@ class EventHashes:
         return computed
 
 
+class LotViews:
+    """What a scan shows of a lot's events (parsed payloads, anchors, per-event verdicts), by lot, each kept with
+    the fingerprint it was built from: every stored column the view shows or verifies, as read by this very
+    scan, and the verdict of this scan's verification. A changed row, anchor or verdict differs, misses, and the
+    view is built afresh; only the parsing and shaping of unchanged rows is spared. Thread-safe enough: a
+    lost race builds a view twice."""
+
+    def __init__(self) -> None:
+        self._views: dict[str, tuple[Hashable, Any]] = {}
+
+    def get(self, lot_id: str, fingerprint: Hashable) -> Any | None:
+        """The view of ``lot_id`` built from ``fingerprint``, or None."""
+        known = self._views.get(lot_id)
+        return known[1] if known is not None and known[0] == fingerprint else None
+
+    def put(self, lot_id: str, fingerprint: Hashable, view: Any) -> None:
+        """Keeps ``view`` of ``lot_id`` as built from ``fingerprint`` (replacing an older one)."""
+        if len(self._views) >= MAX_CACHED_LOTS and lot_id not in self._views:
+            self._views.clear()  # bounded memory: a miss costs one build
+        self._views[lot_id] = (fingerprint, view)
+
+
 @dataclass
 class ScanCache:
-    """The caches of one service process: the chain view of its client and the event hashes."""
+    """The caches of one service process: the chain view of its client, the event hashes, the lots' views."""
 
     chain: ChainView
     hashes: EventHashes
+    views: LotViews = field(default_factory=LotViews)
 
     @classmethod
     def for_client(cls, client: ChainClient, *, check_seconds: float) -> ScanCache:

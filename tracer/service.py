@@ -74,8 +74,13 @@ def save_platform_key(data_dir: Path, created: NewActor) -> None:
         log.warning("the %s actor's API key is in %s (mode 0600)", created.actor.role, path)
 
 
-def open_service(settings: Settings, *, client: ChainClient | None = None) -> Service:
-    """Opens (and on first start, creates) the service; raises ConfigurationError with what to do."""
+def open_service(settings: Settings, *, client: ChainClient | None = None, attach: bool = False) -> Service:
+    """Opens (and on first start, creates) the service; raises ConfigurationError with what to do.
+
+    ``attach``: for a further process of a service another process opened (an HTTP worker, ``api.workers``):
+    the stored registry, no platform actors created, nothing deployed or reconciled; its writer and indexer are
+    built but must not be started (the opening process runs them).
+    """
     if settings.production and not settings.embedded_chain and settings.deployer_key == DEV_DEPLOYER_KEY:
         # Anvil's first development key is public: on a real node anyone could spend its funds or front-run
         # the deployment it signs.
@@ -86,16 +91,23 @@ def open_service(settings: Settings, *, client: ChainClient | None = None) -> Se
     engine, keystore = open_store(settings)
     client = client or ChainClient.connect(settings.effective_rpc_url)
     deployer: LocalAccount = Account.from_key(settings.deployer_key)
-    with Session(engine) as session:
-        admin, customs_admin = _ensure_platform_actors(session, keystore, settings.data_dir)
-        registry, deploy_block, deployed_now = _attach_registry(
-            session, settings, client, deployer, admin=admin.address, customs_admin=customs_admin.address
-        )
-        session.commit()
-    client = ChainClient(client.w3, address=registry, abi=client.abi, deploy_block=deploy_block)
-    with Session(engine) as session:
-        reconcile(session=session, client=client)
-        session.commit()
+    chain_id: int | None = None
+    if attach:
+        # Nothing asked of the node: a worker must start (and answer "unverifiable") while the node is away.
+        registry, deploy_block, chain_id = _opened_registry(engine)
+        deployed_now = False
+        client = ChainClient(client.w3, address=registry, abi=client.abi, deploy_block=deploy_block)
+    else:
+        with Session(engine) as session:
+            admin, customs_admin = _ensure_platform_actors(session, keystore, settings.data_dir)
+            registry, deploy_block, deployed_now = _attach_registry(
+                session, settings, client, deployer, admin=admin.address, customs_admin=customs_admin.address
+            )
+            session.commit()
+        client = ChainClient(client.w3, address=registry, abi=client.abi, deploy_block=deploy_block)
+        with Session(engine) as session:
+            reconcile(session=session, client=client)
+            session.commit()
     writer = Writer(
         engine=engine,
         client=client,
@@ -112,7 +124,7 @@ def open_service(settings: Settings, *, client: ChainClient | None = None) -> Se
         client=client,
         deployer=deployer,
         registry=registry,
-        chain_id=client.chain_id,
+        chain_id=client.chain_id if chain_id is None else chain_id,
         deploy_block=deploy_block,
         writer=writer,
         indexer=Indexer(engine=engine, client=client),
@@ -175,6 +187,18 @@ def _attach_registry(
     _remember(session, client, address, deploy_block)
     log.warning("deployed the registry at %s in block %d", address, deploy_block)
     return address, deploy_block, True
+
+
+def _opened_registry(engine: Engine) -> tuple[str, int, int]:
+    """The registry, its deployment block and the chain id the opening process stored (ConfigurationError when no
+    process opened this database)."""
+    with Session(engine) as session:
+        stored = get_meta(session, "registry_address")
+        deploy_block = int(get_meta(session, "deploy_block") or 0)
+        chain_id = get_meta(session, "chain_id")
+    if not stored or chain_id is None:
+        raise ConfigurationError("no registry in the database yet: the service must be opened before it is attached")
+    return stored, deploy_block, int(chain_id)
 
 
 def _require_code(client: ChainClient, address: str, settings: Settings) -> None:

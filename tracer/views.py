@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, cast
 from urllib.parse import unquote
 
 from hexbytes import HexBytes
 from pydantic import BaseModel
-from sqlmodel import Session, col, select
+from sqlalchemy import bindparam
+from sqlalchemy import select as sql_select
+from sqlmodel import Session, SQLModel, col, select
 
 from tracer import identifiers
 from tracer.chain.client import ChainClient
@@ -23,7 +26,7 @@ from tracer.scan_cache import ScanCache
 from tracer.scans import ScanSummary
 from tracer.store.models import Event, Lot, Parcel, Unit
 from tracer.units import membership_public, packed_units
-from tracer.verify import Status, Verification, verify_events
+from tracer.verify import AnchoredEvent, Status, Verification, verify_events
 
 
 class ParcelPublic(BaseModel):
@@ -103,7 +106,18 @@ def lot_public(*, session: Session, lot: Lot) -> LotPublic:
     )
 
 
-def anchor(event: Event) -> dict[str, Any]:
+class ShownEvent(AnchoredEvent, Protocol):
+    """What a scan shows of a stored event (a ``tracer.store.models.Event``, or a row of ``scan_events``)."""
+
+    step: str
+    event_hash: str
+    tx_hash: str | None
+    block_hash: str | None
+    log_index: int | None
+    parcel_pk: int | None
+
+
+def anchor(event: ShownEvent) -> dict[str, Any]:
     """The anchor of a stored event, in the field names of INTERFACES.md's ``tracer:anchors``.
 
     The place for a batched event's ``merkleRoot`` and ``proof`` (see ``proof_bundle``).
@@ -115,6 +129,69 @@ def anchor(event: Event) -> dict[str, Any]:
         "blockHash": event.block_hash,
         "logIndex": event.log_index,
     }
+
+
+_EVENTS = SQLModel.metadata.tables[str(Event.__tablename__)]
+# Built once, Core not ORM: a scan reads every event of its lot, and loading them as ORM objects was a fifth of
+# a scan's CPU. Exactly the columns a scan shows or verifies.
+_SCAN_EVENTS = (
+    sql_select(
+        _EVENTS.c.seq,
+        _EVENTS.c.step,
+        _EVENTS.c.payload,
+        _EVENTS.c.context,
+        _EVENTS.c.status,
+        _EVENTS.c.event_hash,
+        _EVENTS.c.tx_hash,
+        _EVENTS.c.block_number,
+        _EVENTS.c.block_hash,
+        _EVENTS.c.log_index,
+        _EVENTS.c.parcel_pk,
+    )
+    .where(_EVENTS.c.lot_pk == bindparam("lot_pk"))
+    .order_by(_EVENTS.c.seq)
+)
+
+
+def scan_events(*, session: Session, lot: Lot) -> list[ShownEvent]:
+    """Every accepted event of ``lot``'s chain in sequence order, as rows of the columns a scan needs."""
+    return cast("list[ShownEvent]", list(session.connection().execute(_SCAN_EVENTS, {"lot_pk": lot.id})))
+
+
+# What a scanned code names, by kind: built once with bound parameters, so a scan pays neither the statement's
+# construction nor its cache key (a third of an ORM look-up's cost), and one query each.
+_SCANNED_LOT = select(Lot).where(col(Lot.lot_id) == bindparam("lot_id"))
+_SCANNED_PARCEL = (
+    select(Parcel, Lot).join(Lot, col(Lot.id) == Parcel.lot_pk).where(col(Parcel.sscc) == bindparam("sscc"))
+)
+_SCANNED_UNIT = (
+    select(Unit, Parcel, Lot)
+    .join(Parcel, col(Parcel.id) == Unit.parcel_pk)
+    .join(Lot, col(Lot.id) == Unit.lot_pk)
+    .where(col(Unit.gtin) == bindparam("gtin"), col(Unit.serial) == bindparam("serial"))
+)
+
+
+def find_scanned(
+    *, session: Session, ref: identifiers.LotRef | identifiers.ParcelRef | identifiers.UnitRef
+) -> tuple[Lot, Parcel | None, Unit | None]:
+    """The lot, parcel (None for a lot's code) and unit (None unless a unit's) a parsed Digital Link names;
+    raises NotFound."""
+    if isinstance(ref, identifiers.ParcelRef):
+        row = session.execute(_SCANNED_PARCEL, {"sscc": ref.sscc}).first()
+        if row is None:
+            raise NotFound("parcel", ref.sscc)
+        return row[1], row[0], None
+    if isinstance(ref, identifiers.UnitRef):
+        found = session.execute(_SCANNED_UNIT, {"gtin": ref.gtin, "serial": ref.serial}).first()
+        if found is None:
+            raise NotFound("unit", identifiers.unit_path(ref.gtin, ref.serial))
+        return found[2], found[1], found[0]
+    lot_id = "0x" + identifiers.lot_id(ref.gtin, ref.lot).hex()
+    lot = session.execute(_SCANNED_LOT, {"lot_id": lot_id}).scalar_one_or_none()
+    if lot is None:
+        raise NotFound("lot", lot_id)
+    return lot, None, None
 
 
 def scan_document(
@@ -133,23 +210,24 @@ def scan_document(
 
     ``scans`` (for a parcel or unit) adds the ``scans`` object and fills ``clone_warning``; each event carries
     ``check``, its own verdict, and ``recordedAt``, the time of its block when the node answered. ``cache``
-    spares re-reading the chain and re-hashing unchanged events (``tracer.scan_cache``).
+    spares re-reading the chain and re-hashing unchanged events, and re-shaping a lot's events when neither
+    their rows nor their verdicts changed (``tracer.scan_cache``).
     """
     path = subject_path(lot=lot, parcel=parcel, unit=unit)
-    events = lot_events(session=session, lot=lot)
+    events = scan_events(session=session, lot=lot)
     # End the read before asking the node: a slow or absent node must not hold the database's lock.
     session.commit()
     verification = verify_events(client=client, lot_id=lot.lot_id, events=events, cache=cache)
-    shown = [e for e in events if e.parcel_pk is None or (parcel is not None and e.parcel_pk == parcel.id)]
     checks = {check.seq: check.status.value for check in verification.checks}
     reachable = verification.status is not Status.UNVERIFIABLE
-    verified = [e.block_hash for e in shown if checks.get(e.seq) == "verified"]
-    times = block_times(client, verified) if reachable else {}
-    recall_event = next((e for e in events if e.step == "recall"), None)
-    recall: dict[str, Any] = {"recalled": lot.recalled}
-    if recall_event is not None:
-        payload = json.loads(recall_event.payload)
-        recall.update(reason=payload.get("tracer:reason"), recalled_at=payload.get("eventTime"))
+    # Everything the lot's view is built from: the rows as read now (each row a tuple of its columns, compared by
+    # value) and this scan's verdict on each.
+    fingerprint: Hashable = (lot.recalled, reachable, tuple(checks.items()), tuple(events))
+    view: _LotView | None = cache.views.get(lot.lot_id, fingerprint) if cache is not None else None
+    if view is None:
+        view = _lot_view(client, lot, events, checks, reachable=reachable)
+        if cache is not None and view.complete:
+            cache.views.put(lot.lot_id, fingerprint, view)
     links = {
         "qr_png": f"{public_url}/qr/png{path}",
         "qr_svg": f"{public_url}/qr/svg{path}",
@@ -168,9 +246,10 @@ def scan_document(
             **({"sscc": parcel.sscc, "quantity": parcel.quantity} if parcel and not unit else {}),
             **({"sscc": parcel.sscc, "serial": unit.serial} if parcel and unit else {}),
         },
-        "events": [_event_summary(e, checks.get(e.seq, "unverifiable"), times) for e in shown],
+        # The view's dicts themselves, shared with later scans: nothing downstream changes them.
+        "events": [shown for owner, shown in view.events if owner is None or (parcel and owner == parcel.id)],
         "verification": verification.public(),
-        "recall": recall,
+        "recall": dict(view.recall),
         "clone_warning": scans.clone_warning() if scans else None,
         "links": links,
     }
@@ -178,6 +257,32 @@ def scan_document(
         document["scans"] = scans.public(claimable=parcel.state == ParcelState.DELIVERED)
         links["claim"] = f"{public_url}/claim{path}"
     return document, verification
+
+
+@dataclass(frozen=True)
+class _LotView:
+    """A lot's events as scans show them (with the parcel each belongs to, None: the lot's own), its recall."""
+
+    events: list[tuple[int | None, dict[str, Any]]]
+    recall: dict[str, Any]
+    complete: bool  # every verified event has its block's time: worth keeping
+
+
+def _lot_view(
+    client: ChainClient, lot: Lot, events: list[ShownEvent], checks: dict[int, str], *, reachable: bool
+) -> _LotView:
+    verified = [e.block_hash for e in events if checks.get(e.seq) == "verified"]
+    times = block_times(client, verified) if reachable else {}
+    recall_event = next((e for e in events if e.step == "recall"), None)
+    recall: dict[str, Any] = {"recalled": lot.recalled}
+    if recall_event is not None:
+        payload = json.loads(recall_event.payload)
+        recall.update(reason=payload.get("tracer:reason"), recalled_at=payload.get("eventTime"))
+    return _LotView(
+        events=[(e.parcel_pk, _event_summary(e, checks.get(e.seq, "unverifiable"), times)) for e in events],
+        recall=recall,
+        complete=reachable and all(h in times for h in verified if h),
+    )
 
 
 def subject_path(*, lot: Lot, parcel: Parcel | None = None, unit: Unit | None = None) -> str:
@@ -213,7 +318,7 @@ def block_times(client: ChainClient, block_hashes: Iterable[str | None]) -> dict
     return {h: _BLOCK_TIMES[h] for h in wanted if h in _BLOCK_TIMES}
 
 
-def _event_summary(event: Event, check: str, times: dict[str, str]) -> dict[str, Any]:
+def _event_summary(event: ShownEvent, check: str, times: dict[str, str]) -> dict[str, Any]:
     payload = json.loads(event.payload)
     location = (payload.get("bizLocation") or payload.get("readPoint") or {}).get("id")
     return {

@@ -18,7 +18,7 @@ from web3 import Web3
 from tracer import identifiers
 from tracer.config import Settings
 from tracer.scan_cache import ChainView, EventHashes
-from tracer.store.models import Event
+from tracer.store.models import Event, Lot
 from tracer.verify import hash_stored
 
 JSON = {"Accept": "application/json"}
@@ -165,3 +165,31 @@ def test_cached_hashes_are_those_of_the_stored_bytes(quantity: int, step: str) -
     assert hashes(original, None) == hash_stored(original, None)
     assert hashes(altered, None) == hash_stored(altered, None) != hashes(original, None)
     assert hashes(original, None) == hash_stored(original, None)  # the first entry is not overwritten
+
+
+def test_an_anchor_changed_in_the_database_after_a_cached_scan_shows_at_once(journey: Journey) -> None:
+    """The lot's cached view (parsed events, anchors) is keyed by the rows as read: a changed column misses it."""
+    _stored_lot(journey)
+    _chain_view(journey).check_seconds = 3600
+    first = journey.api.get(LOT_PATH, headers=JSON).json()
+    assert first == journey.api.get(LOT_PATH, headers=JSON).json() | {"verification": first["verification"]}
+    with Session(journey.api.service.engine) as session:
+        event = session.exec(select(Event).where(Event.step == "entry")).one()
+        event.tx_hash = "0x" + "ab" * 32
+        session.add(event)
+        session.commit()
+    scanned = journey.api.get(LOT_PATH, headers=JSON).json()
+    entry = next(e for e in scanned["events"] if e["step"] == "entry")
+    assert entry["anchor"]["txHash"] == "0x" + "ab" * 32
+
+
+def test_a_recall_flag_changed_after_a_cached_scan_shows_at_once(journey: Journey) -> None:
+    _stored_lot(journey)
+    _chain_view(journey).check_seconds = 3600
+    assert journey.api.get(LOT_PATH, headers=JSON).json()["recall"] == {"recalled": False}
+    with Session(journey.api.service.engine) as session:
+        lot = session.exec(select(Lot)).one()
+        lot.recalled = True
+        session.add(lot)
+        session.commit()
+    assert journey.api.get(LOT_PATH, headers=JSON).json()["recall"]["recalled"] is True
