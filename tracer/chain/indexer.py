@@ -165,16 +165,18 @@ class Indexer(Worker):
         set_meta(session, CURSOR_KEY, str(ancestor))
 
     def _ingest(self, session: Session, recorded: list[RecordedEvent], report: IndexReport) -> None:
+        # The chunk's stored logs and database events are read up front, a few queries per chunk instead of two per
+        # log: a chunk of a bulk capture holds thousands of logs, and the look-ups per log were most of the round.
         lots = {lot.lot_id: lot.id for lot in session.exec(select(Lot))}
+        known = self._known_logs(session, {"0x" + entry.block_hash.hex() for entry in recorded})
+        events = self._events_at(
+            session, {(lots[lot], e.seq) for e in recorded if (lot := "0x" + e.lot_id.hex()) in lots}
+        )
         for entry in recorded:
             lot_id = "0x" + entry.lot_id.hex()
             block_hash = "0x" + entry.block_hash.hex()
-            known = session.exec(
-                select(ChainLog.id).where(
-                    ChainLog.block_hash == block_hash, ChainLog.log_index == entry.log_index, ChainLog.seq == entry.seq
-                )
-            ).first()
-            if known is None:
+            if (block_hash, entry.log_index, entry.seq) not in known:
+                known.add((block_hash, entry.log_index, entry.seq))
                 session.add(
                     ChainLog(
                         lot_id=lot_id,
@@ -190,16 +192,7 @@ class Indexer(Worker):
                     )
                 )
                 report.logs += 1
-            # populate_existing: this round's session may hold the row from before the writer last changed it.
-            event = (
-                session.exec(
-                    select(Event)
-                    .where(Event.lot_pk == lots[lot_id], Event.seq == entry.seq)
-                    .execution_options(populate_existing=True)
-                ).first()
-                if lot_id in lots
-                else None
-            )
+            event = events.get((lots[lot_id], entry.seq)) if lot_id in lots else None
             if event is None:
                 report.missing_from_database.append(f"{lot_id}/{entry.seq}")
                 continue
@@ -217,6 +210,45 @@ class Indexer(Worker):
                 event.block_hash, event.log_index = block_hash, entry.log_index
                 session.add(event)
                 report.anchored += 1
+
+    @staticmethod
+    def _known_logs(session: Session, block_hashes: set[str]) -> set[tuple[str, int, int]]:
+        """The stored logs of these blocks: (block hash, log index, seq)."""
+        known: set[tuple[str, int, int]] = set()
+        for part in _parts(sorted(block_hashes)):
+            known.update(
+                session.exec(
+                    select(ChainLog.block_hash, ChainLog.log_index, ChainLog.seq).where(
+                        col(ChainLog.block_hash).in_(part)
+                    )
+                ).all()
+            )
+        return known
+
+    @staticmethod
+    def _events_at(session: Session, places: set[tuple[int | None, int]]) -> dict[tuple[int, int], Event]:
+        """The database's events at these (lot, seq) places, read per lot by its range of sequence numbers."""
+        by_lot: dict[int, list[int]] = {}
+        for lot_pk, seq in places:
+            if lot_pk is not None:
+                by_lot.setdefault(lot_pk, []).append(seq)
+        found: dict[tuple[int, int], Event] = {}
+        for lot_pk, seqs in by_lot.items():
+            wanted = set(seqs)
+            # populate_existing: this round's session may hold rows from before the writer last changed them.
+            for event in session.exec(
+                select(Event)
+                .where(Event.lot_pk == lot_pk, col(Event.seq) >= min(seqs), col(Event.seq) <= max(seqs))
+                .execution_options(populate_existing=True)
+            ):
+                if event.seq in wanted:
+                    found[(lot_pk, event.seq)] = event
+        return found
+
+
+def _parts(values: list[str], size: int = 500) -> list[list[str]]:
+    """``values`` in parts small enough for one IN list on every database."""
+    return [values[start : start + size] for start in range(0, len(values), size)]
 
 
 def _reopen(session: Session, event: Event, report: IndexReport) -> None:
