@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -750,7 +751,7 @@ class ChainClient:
             topic = HexBytes(topics[0])
             if topic != recorded and topic not in split:
                 continue
-            if address is not None and to_checksum_address(log["address"]) != address:
+            if address is not None and _checksum(bytes(HexBytes(log["address"]))) != address:
                 continue
             data = bytes(HexBytes(log["data"]))
             if topic != recorded:
@@ -760,7 +761,7 @@ class ChainClient:
             event = RecordedEvent(
                 lot_id=bytes(HexBytes(topics[1])),
                 seq=int.from_bytes(HexBytes(topics[2]), "big"),
-                author=to_checksum_address(HexBytes(topics[3])[-20:]),
+                author=_checksum(bytes(HexBytes(topics[3])[-20:])),
                 step=step,
                 step_name=STEP_NAMES[step] if step < len(STEP_NAMES) else f"Step{step}",
                 subject=subject,
@@ -969,6 +970,13 @@ def split_events(log: RecordedEvent, data: bytes) -> Iterator[RecordedEvent]:
             split_range=(first_index, len(hashes)),
             split_position=position,
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _checksum(address: bytes) -> str:
+    """The checksummed form of a 20-byte address, remembered: every decoded log names its author and the registry,
+    a few addresses thousands of times, and each checksum is a keccak."""
+    return to_checksum_address(address)
 
 
 def _bytes32(value: bytes | str) -> bytes:

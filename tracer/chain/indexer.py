@@ -167,7 +167,7 @@ class Indexer(Worker):
     def _ingest(self, session: Session, recorded: list[RecordedEvent], report: IndexReport) -> None:
         # The chunk's stored logs and database events are read up front, a few queries per chunk instead of two per
         # log: a chunk of a bulk capture holds thousands of logs, and the look-ups per log were most of the round.
-        lots = {lot.lot_id: lot.id for lot in session.exec(select(Lot))}
+        lots = {lot_id: lot_pk for lot_id, lot_pk in session.exec(select(Lot.lot_id, Lot.id)) if lot_pk is not None}
         known = self._known_logs(session, {"0x" + entry.block_hash.hex() for entry in recorded})
         events = self._events_at(
             session, {(lots[lot], e.seq) for e in recorded if (lot := "0x" + e.lot_id.hex()) in lots}
@@ -226,12 +226,11 @@ class Indexer(Worker):
         return known
 
     @staticmethod
-    def _events_at(session: Session, places: set[tuple[int | None, int]]) -> dict[tuple[int, int], Event]:
+    def _events_at(session: Session, places: set[tuple[int, int]]) -> dict[tuple[int, int], Event]:
         """The database's events at these (lot, seq) places, read per lot by its range of sequence numbers."""
         by_lot: dict[int, list[int]] = {}
         for lot_pk, seq in places:
-            if lot_pk is not None:
-                by_lot.setdefault(lot_pk, []).append(seq)
+            by_lot.setdefault(lot_pk, []).append(seq)
         found: dict[tuple[int, int], Event] = {}
         for lot_pk, seqs in by_lot.items():
             wanted = set(seqs)

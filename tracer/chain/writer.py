@@ -626,20 +626,32 @@ class Writer(Worker):
             self._solo.update(item.batch)
             return
         logged = {("0x" + r.lot_id.hex(), r.seq): r for r in receipt.events}
-        # The batch's rows and their lots in two queries, not two per row: the gets below find them in the session.
-        events = session.exec(select(Event).where(col(Event.id).in_(item.batch))).all()
-        session.exec(select(Lot).where(col(Lot.id).in_({event.lot_pk for event in events}))).all()
-        for row in item.batch:
+        # The rows the receipt logged are anchored by one executemany UPDATE by primary key (the batch's rows are
+        # read as plain tuples, not ORM objects): the ORM object per row was most of a bulk round's settling.
+        places = session.exec(
+            select(Event.id, Event.seq, Lot.lot_id)
+            .join(Lot, col(Lot.id) == col(Event.lot_pk))
+            .where(col(Event.id).in_(item.batch))
+        ).all()
+        anchors: list[dict[str, Any]] = []
+        unmatched: list[int] = []
+        for row, seq, lot_id in places:
+            match = logged.get((lot_id, seq))
+            if match is None:
+                unmatched.append(row or 0)
+                continue
+            anchors.append({"id": row, **_anchor_values(match)})
+            self._solo.discard(row or 0)
+        if anchors:
+            session.execute(update(Event), anchors)
+        for row in unmatched:
             event = session.get(Event, row)
             lot = session.get(Lot, event.lot_pk) if event is not None else None
             assert event is not None and lot is not None
-            match = logged.get((lot.lot_id, event.seq))
-            if match is not None:
-                _anchor(event, match)
-            elif not self._find_on_chain(session, event, lot):
-                self._solo.add(row)  # neither written nor already there: find out why, alone
-            if event.status == "anchored":
+            if self._find_on_chain(session, event, lot):
                 self._solo.discard(row)
+            else:
+                self._solo.add(row)  # neither written nor already there: find out why, alone
             session.add(event)
 
     def _compare_with_the_chain(self, session: Session, rows: list[int]) -> tuple[int, int]:
@@ -717,12 +729,20 @@ def _put_back_lost(session: Session, lot_pk: int, from_seq: int) -> int:
 
 
 def _anchor(event: Event, recorded: RecordedEvent) -> None:
-    event.status = "anchored"
-    event.reason = None
-    event.tx_hash = recorded.tx_hash
-    event.block_number = recorded.block_number
-    event.block_hash = "0x" + bytes(recorded.block_hash).hex()
-    event.log_index = recorded.log_index
+    for name, value in _anchor_values(recorded).items():
+        setattr(event, name, value)
+
+
+def _anchor_values(recorded: RecordedEvent) -> dict[str, Any]:
+    """The columns of an event anchored where ``recorded`` sits on chain."""
+    return {
+        "status": "anchored",
+        "reason": None,
+        "tx_hash": recorded.tx_hash,
+        "block_number": recorded.block_number,
+        "block_hash": "0x" + bytes(recorded.block_hash).hex(),
+        "log_index": recorded.log_index,
+    }
 
 
 def _decode_args(raw: str) -> list[Any]:
