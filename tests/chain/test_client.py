@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from typing import Any
 
 import pytest
 from chain_support import CAST, Actors
@@ -252,15 +253,21 @@ def test_lot_events_scan_the_block_range_in_chunks(
     _send(registry, anvil_actors.warehouse, "recordEntry", lot_id, 1, 10, keccak(text="e"))
     whole = registry.lot_events(lot_id)
     calls: list[dict] = []  # type: ignore[type-arg]
-    real_get_logs = registry.w3.eth.get_logs
-    monkeypatch.setattr(registry.w3.eth, "get_logs", lambda params: calls.append(params) or real_get_logs(params))
+    real_request = registry.w3.provider.make_request
+
+    def spy(method: str, params: Any) -> Any:  # eth_getLogs goes to the HTTP node raw (no web3 formatters)
+        if method == "eth_getLogs":
+            calls.append(params[0])
+        return real_request(method, params)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(registry.w3.provider, "make_request", spy)
     monkeypatch.setattr(client_module, "LOG_CHUNK_BLOCKS", 3)
 
     chunked = registry.lot_events(lot_id, from_block=0)
 
     assert chunked == whole and len(whole) == 2
     assert len(calls) > 1
-    assert all(c["toBlock"] - c["fromBlock"] < 3 for c in calls)
+    assert all(int(c["toBlock"], 16) - int(c["fromBlock"], 16) < 3 for c in calls)
     assert registry.lot_events(lot_id, from_block=whole[1].block_number + 1) == []
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -41,6 +42,7 @@ from web3.exceptions import (
     ProviderConnectionError,
     Web3RPCError,
 )
+from web3.types import RPCEndpoint
 
 from tracer.exceptions import ChainError, ChainUnavailable, ConfigurationError, ContractReverted
 
@@ -677,15 +679,22 @@ class ChainClient:
         events: list[RecordedEvent] = []
         for chunk_start in range(start, end + 1, LOG_CHUNK_BLOCKS):
             chunk_end = min(chunk_start + LOG_CHUNK_BLOCKS - 1, end)
+            query = {
+                "address": self.address,
+                "topics": [[t.to_0x_hex() for t in self._event_topics()], *topics],
+                "fromBlock": chunk_start,
+                "toBlock": chunk_end,
+            }
             with self._rpc():
-                logs = self._w3.eth.get_logs(
-                    {
-                        "address": self.address,
-                        "topics": [[t.to_0x_hex() for t in self._event_topics()], *topics],
-                        "fromBlock": chunk_start,
-                        "toBlock": chunk_end,
-                    }
-                )
+                if isinstance(self._w3.provider, HTTPProvider):
+                    # An HTTP node's raw answer, past web3's middleware and result formatters: _decode_logs reads the
+                    # few fields it needs from the hex, and formatting every field of thousands of logs was most of
+                    # an indexer round's CPU. (In-process providers want web3's formatted request.)
+                    query.update(fromBlock=hex(chunk_start), toBlock=hex(chunk_end))
+                    response = self._w3.provider.make_request(RPCEndpoint("eth_getLogs"), [query])
+                    logs = _unwrap(_batch_result(response)) or []
+                else:
+                    logs = self._w3.eth.get_logs(cast("Any", query))
             events.extend(self._decode_logs(logs))
         events.sort(key=lambda e: (e.block_number, e.log_index))
         return events
@@ -750,7 +759,7 @@ class ChainClient:
             topic = HexBytes(topics[0])
             if topic != recorded and topic not in split:
                 continue
-            if address is not None and to_checksum_address(log["address"]) != address:
+            if address is not None and _checksum(bytes(HexBytes(log["address"]))) != address:
                 continue
             data = bytes(HexBytes(log["data"]))
             if topic != recorded:
@@ -760,16 +769,16 @@ class ChainClient:
             event = RecordedEvent(
                 lot_id=bytes(HexBytes(topics[1])),
                 seq=int.from_bytes(HexBytes(topics[2]), "big"),
-                author=to_checksum_address(HexBytes(topics[3])[-20:]),
+                author=_checksum(bytes(HexBytes(topics[3])[-20:])),
                 step=step,
                 step_name=STEP_NAMES[step] if step < len(STEP_NAMES) else f"Step{step}",
                 subject=subject,
                 event_hash=event_hash,
                 head=head,
                 tx_hash=HexBytes(log["transactionHash"]).to_0x_hex(),
-                block_number=int(log["blockNumber"]),
+                block_number=_quantity(log["blockNumber"]),
                 block_hash=bytes(HexBytes(log["blockHash"])),
-                log_index=int(log["logIndex"]),
+                log_index=_quantity(log["logIndex"]),
             )
             if topic != recorded:
                 yield from split_events(event, data)
@@ -969,6 +978,13 @@ def split_events(log: RecordedEvent, data: bytes) -> Iterator[RecordedEvent]:
             split_range=(first_index, len(hashes)),
             split_position=position,
         )
+
+
+@functools.lru_cache(maxsize=4096)
+def _checksum(address: bytes) -> str:
+    """The checksummed form of a 20-byte address, remembered: every decoded log names its author and the registry,
+    a few addresses thousands of times, and each checksum is a keccak."""
+    return to_checksum_address(address)
 
 
 def _bytes32(value: bytes | str) -> bytes:

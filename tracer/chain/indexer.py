@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, delete, select
 from web3.exceptions import BlockNotFound
 
@@ -165,58 +167,117 @@ class Indexer(Worker):
         set_meta(session, CURSOR_KEY, str(ancestor))
 
     def _ingest(self, session: Session, recorded: list[RecordedEvent], report: IndexReport) -> None:
-        lots = {lot.lot_id: lot.id for lot in session.exec(select(Lot))}
+        # The chunk's stored logs and database events are read up front, a few queries per chunk instead of two per
+        # log, and written back by one multi-row INSERT and one executemany UPDATE, without an ORM object per row: a
+        # chunk of a bulk capture holds thousands of logs, and the work per log was most of the service's CPU.
+        lots = {lot_id: lot_pk for lot_id, lot_pk in session.exec(select(Lot.lot_id, Lot.id)) if lot_pk is not None}
+        known = self._known_logs(session, {"0x" + entry.block_hash.hex() for entry in recorded})
+        events = self._events_at(
+            session, {(lots[lot], e.seq) for e in recorded if (lot := "0x" + e.lot_id.hex()) in lots}
+        )
+        new_logs: list[dict[str, Any]] = []
+        anchored: dict[int, dict[str, Any]] = {}
         for entry in recorded:
             lot_id = "0x" + entry.lot_id.hex()
             block_hash = "0x" + entry.block_hash.hex()
-            known = session.exec(
-                select(ChainLog.id).where(
-                    ChainLog.block_hash == block_hash, ChainLog.log_index == entry.log_index, ChainLog.seq == entry.seq
-                )
-            ).first()
-            if known is None:
-                session.add(
-                    ChainLog(
-                        lot_id=lot_id,
-                        seq=entry.seq,
-                        step=entry.step,
-                        subject="0x" + entry.subject.hex(),
-                        event_hash="0x" + entry.event_hash.hex(),
-                        author=entry.author,
-                        tx_hash=entry.tx_hash,
-                        block_number=entry.block_number,
-                        block_hash=block_hash,
-                        log_index=entry.log_index,
-                    )
+            if (block_hash, entry.log_index, entry.seq) not in known:
+                known.add((block_hash, entry.log_index, entry.seq))
+                new_logs.append(
+                    {
+                        "lot_id": lot_id,
+                        "seq": entry.seq,
+                        "step": entry.step,
+                        "subject": "0x" + entry.subject.hex(),
+                        "event_hash": "0x" + entry.event_hash.hex(),
+                        "author": entry.author,
+                        "tx_hash": entry.tx_hash,
+                        "block_number": entry.block_number,
+                        "block_hash": block_hash,
+                        "log_index": entry.log_index,
+                    }
                 )
                 report.logs += 1
-            # populate_existing: this round's session may hold the row from before the writer last changed it.
-            event = (
-                session.exec(
-                    select(Event)
-                    .where(Event.lot_pk == lots[lot_id], Event.seq == entry.seq)
-                    .execution_options(populate_existing=True)
-                ).first()
-                if lot_id in lots
-                else None
-            )
+            event = events.get((lots[lot_id], entry.seq)) if lot_id in lots else None
             if event is None:
                 report.missing_from_database.append(f"{lot_id}/{entry.seq}")
                 continue
-            if event_hash_bytes(event.event_hash) != entry.event_hash:
+            if event_hash_bytes(event["event_hash"]) != entry.event_hash:
                 report.mismatched.append(f"{lot_id}/{entry.seq}")
                 continue
             if (
-                event.status != "anchored"
-                or event.block_hash != block_hash
-                or event.log_index != entry.log_index
-                or not event.indexed
+                event["status"] != "anchored"
+                or event["block_hash"] != block_hash
+                or event["log_index"] != entry.log_index
+                or not event["indexed"]
             ):
-                event.status, event.reason, event.indexed = "anchored", None, True
-                event.tx_hash, event.block_number = entry.tx_hash, entry.block_number
-                event.block_hash, event.log_index = block_hash, entry.log_index
-                session.add(event)
+                event.update(
+                    status="anchored",
+                    reason=None,
+                    indexed=True,
+                    tx_hash=entry.tx_hash,
+                    block_number=entry.block_number,
+                    block_hash=block_hash,
+                    log_index=entry.log_index,
+                )
+                anchored[event["id"]] = {key: value for key, value in event.items() if key != "event_hash"}
                 report.anchored += 1
+        if new_logs:
+            session.execute(insert(ChainLog), new_logs)
+        if anchored:
+            session.execute(update(Event), list(anchored.values()))
+
+    @staticmethod
+    def _known_logs(session: Session, block_hashes: set[str]) -> set[tuple[str, int, int]]:
+        """The stored logs of these blocks: (block hash, log index, seq)."""
+        known: set[tuple[str, int, int]] = set()
+        for part in _parts(sorted(block_hashes)):
+            known.update(
+                session.exec(
+                    select(ChainLog.block_hash, ChainLog.log_index, ChainLog.seq).where(
+                        col(ChainLog.block_hash).in_(part)
+                    )
+                ).all()
+            )
+        return known
+
+    @staticmethod
+    def _events_at(session: Session, places: set[tuple[int, int]]) -> dict[tuple[int, int], dict[str, Any]]:
+        """The database's events at these (lot, seq) places (the columns the indexer compares and sets), read per
+        lot by its range of sequence numbers."""
+        by_lot: dict[int, list[int]] = {}
+        for lot_pk, seq in places:
+            by_lot.setdefault(lot_pk, []).append(seq)
+        found: dict[tuple[int, int], dict[str, Any]] = {}
+        for lot_pk, seqs in by_lot.items():
+            wanted = set(seqs)
+            # Plain rows (SQLAlchemy's select: SQLModel's takes at most four columns), not ORM objects.
+            rows = session.execute(
+                sa_select(
+                    col(Event.id),
+                    col(Event.seq),
+                    col(Event.event_hash),
+                    col(Event.status),
+                    col(Event.block_hash),
+                    col(Event.log_index),
+                    col(Event.indexed),
+                ).where(col(Event.lot_pk) == lot_pk, col(Event.seq) >= min(seqs), col(Event.seq) <= max(seqs))
+            )
+            for event_id, seq, event_hash, status, block_hash, log_index, indexed in rows:
+                if seq in wanted:
+                    found[(lot_pk, seq)] = {
+                        "id": event_id,
+                        "event_hash": event_hash,
+                        "status": status,
+                        "block_hash": block_hash,
+                        "log_index": log_index,
+                        "indexed": indexed,
+                    }
+        return found
+
+
+def _parts(values: list[str], size: int = 500) -> list[list[str]]:
+    """``values`` in parts small enough for one IN list on every database."""
+    return [values[start : start + size] for start in range(0, len(values), size)]
 
 
 def _reopen(session: Session, event: Event, report: IndexReport) -> None:
