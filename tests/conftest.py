@@ -10,9 +10,11 @@ serial run, and not once per worker; so are the tests on the session's Ganache.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
+from postgres_support import postgres_schema_url
 
 from tracer.chain.anvil import AnvilSupervisor
 
@@ -57,3 +59,12 @@ def anvil(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     supervisor = AnvilSupervisor.in_directory(directory, block_time=None)
     with supervisor:
         yield supervisor.rpc_url
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The store of one test: a SQLite file, then a PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tracer.db'}"
+    else:
+        yield from postgres_schema_url()

@@ -14,22 +14,12 @@ from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from postgres_support import postgres_schema_url
 from web3 import EthereumTesterProvider, Web3
 
 from api.main import create_app
 from tracer.chain.client import ChainClient
 from tracer.config import DEV_DEPLOYER_KEY, Settings
 from tracer.service import ADMIN_KEY_FILE, CUSTOMS_ADMIN_KEY_FILE, Service, open_service
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The store of one test: a SQLite file, then a PostgreSQL schema."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tracer.db'}"
-    else:
-        yield from postgres_schema_url()
 
 
 @pytest.fixture

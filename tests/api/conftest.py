@@ -2,7 +2,6 @@
 
 from api_support import (  # noqa: F401 - fixtures, found by pytest through this module
     api,
-    database_url,
     journey,
     parties,
     problem,

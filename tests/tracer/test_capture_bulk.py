@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from postgres_support import postgres_schema_url
 from sqlalchemy import Engine, event
 from sqlmodel import Session, col, select
 
@@ -28,14 +27,6 @@ from tracer.store.models import Actor, Event, Meta
 
 GTIN = "09421902960055"
 CONTEXT = ["https://ref.gs1.org/standards/epcis/2.0.0/epcis-context.jsonld"]
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'tracer.db'}"
-    else:
-        yield from postgres_schema_url()
 
 
 @dataclass
