@@ -67,7 +67,7 @@ def test_a_transaction_queued_behind_a_nonce_gap_is_dropped_within_seconds(
         started = time.monotonic()
         with pytest.raises(TransactionDropped, match="nonce gap"):
             client.wait_receipt(gapped.tx_hash, timeout=LONG_TIMEOUT)
-        assert time.monotonic() - started < 10
+        assert time.monotonic() - started < LONG_TIMEOUT / 2  # noticed, not waited out (~2 s alone)
 
 
 def test_a_replacement_at_higher_fees_takes_the_nonce_of_a_stale_pool_transaction(
@@ -125,6 +125,6 @@ def test_a_transaction_lost_in_a_node_restart_is_dropped_within_seconds(tmp_path
         assert isinstance(wait, ReceiptWait), wait
         assert isinstance(wait.outcomes[lost.tx_hash], TransactionDropped)
         assert wait.chain_changed
-        assert durations[0] < 15
+        assert durations[0] < LONG_TIMEOUT / 2  # noticed, not waited out
     finally:
         node.stop()
