@@ -38,12 +38,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--workers",
         type=int,
-        default=int(os.environ.get(WORKERS_ENV) or default_workers()),
+        default=None,
         help=f"HTTP worker processes (default {WORKERS_ENV}, else one per core); 1: one process for everything",
     )
     args = parser.parse_args(argv)
+    if args.workers is None:
+        configured = os.environ.get(WORKERS_ENV) or str(default_workers())
+        if not configured.isdigit():
+            parser.error(f"{WORKERS_ENV} must be a whole number of worker processes, not {configured!r}")
+        args.workers = int(configured)
     if args.workers < 1:
-        parser.error("--workers must be at least 1")
+        parser.error(f"--workers ({WORKERS_ENV}) must be at least 1")
     json_logs = args.log_format == "json"
     configure_logging(json_lines=json_logs)
     log = logging.getLogger("tracer")

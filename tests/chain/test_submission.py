@@ -12,6 +12,7 @@ import pytest
 from eth_account import Account
 from eth_account.signers.local import LocalAccount
 
+from tracer.chain import client as client_module
 from tracer.chain.anvil import AnvilSupervisor
 from tracer.chain.client import ChainClient, Receipt, ReceiptWait, TransactionDropped, TransactionRejected
 
@@ -128,3 +129,26 @@ def test_a_transaction_lost_in_a_node_restart_is_dropped_within_seconds(tmp_path
         assert durations[0] < LONG_TIMEOUT / 2  # noticed, not waited out
     finally:
         node.stop()
+
+
+def test_a_round_larger_than_a_node_takes_in_one_batch_goes_as_several(
+    tmp_path: Path, deployer: LocalAccount, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "MAX_BATCH_CALLS", 3)
+    with AnvilSupervisor.in_directory(tmp_path / "chain", block_time=None) as node:
+        client = ChainClient.connect(node.rpc_url)
+        nonce = client.pending_nonce(deployer.address)
+        signed = [
+            client.sign(client.transfer_request(sender=deployer, to=_payee(), value_wei=1), nonce=nonce + n)
+            for n in range(7)
+        ]
+        batches: list[int] = []
+        provider = client.w3.provider
+        batch_request = provider.make_batch_request  # type: ignore[attr-defined]
+        monkeypatch.setattr(
+            provider, "make_batch_request", lambda calls: batches.append(len(calls)) or batch_request(calls)
+        )
+
+        assert client.send_raw(signed) == [s.tx_hash for s in signed]
+        assert batches == [3, 3]  # and the seventh alone
+        assert client.pending_nonce(deployer.address) == nonce + 7

@@ -44,6 +44,8 @@ ANVIL_BINARY_RELATIVE = Path("node_modules/@foundry-rs/anvil-linux-amd64/bin/anv
 
 #: How long the miner stays paused before a dump, so that a block being mined when the pause came is finished.
 MINER_SETTLE_SECONDS = 0.05
+#: The wait between dumps is at least this many times the last dump's duration (a long chain dumps less often).
+DUMP_DUTY_FACTOR = 20
 
 #: The development mnemonic of anvil, Hardhat and Ganache; its first key is ``config.DEV_DEPLOYER_KEY``.
 DEV_MNEMONIC = "test test test test test test test test test test test junk"
@@ -171,8 +173,11 @@ class AnvilSupervisor(NodeSupervisor):
         if self._loading_path.exists():
             os.replace(self._loading_path, self.backup_path)
         if self.dumps_itself:
-            self._stop_dumping.clear()
-            self._dumper = threading.Thread(target=self._dump_periodically, name="anvil-state-dump", daemon=True)
+            # An Event per dumper: a dumper still finishing a dump after stop() must not run on beside the next one.
+            self._stop_dumping = threading.Event()
+            self._dumper = threading.Thread(
+                target=self._dump_periodically, args=(self._stop_dumping,), name="anvil-state-dump", daemon=True
+            )
             self._dumper.start()
 
     def stop(self, *, timeout: float = 10.0) -> int | None:
@@ -181,15 +186,19 @@ class AnvilSupervisor(NodeSupervisor):
         return super().stop(timeout=timeout)
 
     def kill(self) -> None:
-        """SIGKILL, as a crash would: the state is what the last dump holds."""
-        self._stop_dumper()
+        """SIGKILL, as a crash would: the state is what the last dump holds (a dump under way is not waited for)."""
+        self._stop_dumper(wait=False)
         super().kill()
 
-    def dump_state(self) -> None:
+    def dump_state(self) -> float:
         """Writes a consistent dump after the next block: the miner is paused while anvil serialises its state.
+
+        Returns the seconds the dump itself took (anvil's serialising to the file in place).
 
         Raises OSError when anvil does not answer, ConfigurationError when it refuses; the file is then untouched.
         """
+        if not self.dumps_itself:
+            raise ConfigurationError("with automine anvil writes its own dumps (--state-interval)")
         with self._dumping:
             # Pause right after a block: setting the interval again restarts anvil's timer, so a pause at a random
             # moment (every second, with one-second blocks) could keep postponing the next block for ever.
@@ -197,9 +206,10 @@ class AnvilSupervisor(NodeSupervisor):
             self._rpc("evm_setIntervalMining", 0)
             try:
                 time.sleep(MINER_SETTLE_SECONDS)
+                started = time.monotonic()
                 dumped = self._rpc("anvil_dumpState")
             finally:
-                self._rpc("evm_setIntervalMining", self.block_time)
+                self._resume_mining()
             state = gzip.decompress(bytes.fromhex(str(dumped).removeprefix("0x")))
             partial = self.state_path.with_name(self.state_path.name + ".partial")
             with open(partial, "wb") as handle:
@@ -207,6 +217,7 @@ class AnvilSupervisor(NodeSupervisor):
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(partial, self.state_path)
+            return time.monotonic() - started
 
     def _wait_for_next_block(self) -> None:
         assert self.block_time is not None
@@ -215,17 +226,33 @@ class AnvilSupervisor(NodeSupervisor):
         while int(self._rpc("eth_blockNumber"), 16) == first and time.monotonic() < deadline:
             time.sleep(0.02)
 
-    def _dump_periodically(self) -> None:
-        while not self._stop_dumping.wait(self.state_interval):
+    def _resume_mining(self) -> None:
+        """Interval mining on again; a node that does not answer is asked again (it must not stay paused)."""
+        for attempt in range(5):
             try:
-                self.dump_state()
-            except Exception as exc:  # noqa: BLE001 - a node that is away or busy is dumped next interval
-                if not self._stop_dumping.is_set():
-                    log.warning("could not dump anvil's state (%s); trying again in %s s", exc, self.state_interval)
+                self._rpc("evm_setIntervalMining", self.block_time)
+                return
+            except Exception as exc:  # noqa: BLE001 - retried, then reported
+                if attempt == 4 or not self.is_running():
+                    log.error("could not resume anvil's miner after a state dump: %s", exc)
+                    return
+                time.sleep(0.2)
 
-    def _stop_dumper(self) -> None:
+    def _dump_periodically(self, stop: threading.Event) -> None:
+        pause = float(self.state_interval)
+        while not stop.wait(pause):
+            try:
+                took = self.dump_state()
+            except Exception as exc:  # noqa: BLE001 - a node that is away or busy is dumped next interval
+                if not stop.is_set():
+                    log.warning("could not dump anvil's state (%s); trying again in %.0f s", exc, pause)
+                continue
+            # A long chain takes long to dump (the whole file each time): at most ~5 % of the time goes to dumps.
+            pause = max(float(self.state_interval), DUMP_DUTY_FACTOR * took)
+
+    def _stop_dumper(self, *, wait: bool = True) -> None:
         self._stop_dumping.set()
-        if self._dumper is not None and self._dumper is not threading.current_thread():
+        if wait and self._dumper is not None and self._dumper is not threading.current_thread():
             self._dumper.join(timeout=30)
         self._dumper = None
 

@@ -106,6 +106,8 @@ UNANSWERED_GRACE_SECONDS = 10.0
 
 #: Blocks per ``eth_getLogs`` request: nodes cap the range or the response size of one request.
 LOG_CHUNK_BLOCKS = 10_000
+#: Calls per JSON-RPC batch: geth refuses more than 1,000 (its default BatchRequestLimit); a round of more is split.
+MAX_BATCH_CALLS = 500
 
 #: How long a read base fee is reused for EIP-1559 fees; the max fee leaves room for ~6 full blocks.
 FEE_CACHE_SECONDS = 2.0
@@ -849,6 +851,13 @@ class ChainClient:
         Raises ChainUnavailable when the node does not answer."""
         if not calls:
             return []
+        if len(calls) > MAX_BATCH_CALLS:
+            # Nodes cap a batch (geth: 1,000 calls): a round of more goes as several batches, each under the cap.
+            return [
+                result
+                for start in range(0, len(calls), MAX_BATCH_CALLS)
+                for result in self._call_many(calls[start : start + MAX_BATCH_CALLS])
+            ]
         provider = self._w3.provider
         with self._rpc():
             if isinstance(provider, HTTPProvider) and len(calls) > 1:

@@ -92,7 +92,7 @@ class Indexer(Worker):
                 if "0x" + self._client.block_hash(to_block).hex() != tip_hash:
                     # The chain changed while its logs were read (a node restarted from an older state mid-round):
                     # they may mix two chains. Nothing of them is kept; the next round finds the common ancestor.
-                    session.rollback()
+                    log.warning("the chain changed while blocks %d-%d were read; reading again", cursor + 1, to_block)
                     return report
                 self._ingest(session, recorded, report)
                 session.add(IndexedBlock(number=to_block, hash=tip_hash))

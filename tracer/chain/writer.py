@@ -16,10 +16,10 @@ together, and a transaction the node lost or queued behind a nonce gap is notice
 again next round. A send the node refuses leaves its rows pending without holding up the rest of the round.
 
 Relaying: signed batches and parcel registrations go from relayer keys, one nonce lane each (``relayer_lanes``:
-the deployer key, and keys derived from it when ``TRACER_WRITER_LANES`` asks for more). A lot always goes in the
-same lane (its database id modulo the lanes), its registration before its batch. Lanes are funded by the deployer
+the deployer key, and keys derived from it when ``TRACER_WRITER_LANES`` asks for more). A lot always goes in its
+own lane (its database id modulo the lanes), its registration before its batch. Lanes are funded by the deployer
 when their balance runs low (checked each round, so a node restored from an older state funds them again); a lane
-without funds yet leaves its lots to the deployer's lane for that round.
+without funds yet leaves its lots to the deployer's lane for that round, never to another lane.
 
 Consecutive split events of a lot go as one ``SplitBatch`` op (up to ``MAX_SPLIT_BATCH`` parcels): the chain
 keeps the root of their parcels' leaves, not a record per parcel. Before a parcel's first own step (a document,
@@ -232,20 +232,21 @@ class Writer(Worker):
         runs = self._next_runs(session, blocked_actors)
         sent = self._register_parcels(session, runs)
         registering = {item.parcel for item in sent}
-        by_actor: dict[tuple[int, int], list[list[Event]]] = {}
+        by_actor: dict[tuple[int, str], list[list[Event]]] = {}  # (actor, relayer address) -> runs
         for run in runs:
             if any(event.id in self._solo for event in run):
                 if _parcel_named(run[0]) in registering:
                     continue  # its own key is another nonce lane: it goes once the registration is mined
                 sent.append(self._send_alone(session, run[0]))  # one at a time until the culprit is found
             else:
-                by_actor.setdefault((run[0].actor_id, self._lane(run[0].lot_pk)), []).append(run)
+                by_actor.setdefault((run[0].actor_id, self._lane(run[0].lot_pk).address), []).append(run)
+        relayers: dict[str, LocalAccount] = {relayer.address: relayer for relayer in self._relayers}
         for (actor_id, lane), actor_runs in by_actor.items():
             actor = session.get(Actor, actor_id)
             assert actor is not None and actor.encrypted_key is not None
             signer = self._open_key(actor.encrypted_key)
             for chunk in _chunks(actor_runs, MAX_OPS_PER_BATCH):
-                sent.append(self._send_batch(session, signer, chunk, self._funded[lane]))
+                sent.append(self._send_batch(session, signer, chunk, relayers[lane]))
         session.commit()
         return sent
 
@@ -331,7 +332,7 @@ class Writer(Worker):
             args = self._registration(session, parcel_id, lot_pk)
             if args is None:
                 continue
-            relayer = self._funded[self._lane(lot_pk)]  # the lane of the lot's batch, which is sent after it
+            relayer = self._lane(lot_pk)  # the lane of the lot's batch, which is sent after it
             request = self._client.call_request(sender=relayer, function="registerParcel", args=args)
             sent.append(_Sent(row_id=0, kind="register", parcel=parcel_id, request=request))
         return sent
@@ -388,9 +389,14 @@ class Writer(Worker):
         self._heads[lot.id] = (seq, head)
         return head
 
-    def _lane(self, lot_pk: int) -> int:
-        """The lane of a lot among this round's funded lanes (with all lanes funded, always the same)."""
-        return lot_pk % len(self._funded)
+    def _lane(self, lot_pk: int) -> LocalAccount:
+        """The relayer of a lot: its own lane (id modulo the lanes) when funded this round, else the deployer's.
+
+        Never another funded lane: a lot whose transaction is still in one lane's pool must not go out again
+        from a second lane, where both could be mined.
+        """
+        relayer = self._relayers[lot_pk % len(self._relayers)]
+        return relayer if relayer in self._funded else self._relayers[0]
 
     def _fund_lanes(self) -> list[_Sent]:
         """Finds the lanes with funds for this round, and tops up the others from the deployer (for the next)."""
@@ -638,12 +644,13 @@ class Writer(Worker):
         anchors: list[dict[str, Any]] = []
         unmatched: list[int] = []
         for row, seq, lot_id in places:
+            assert row is not None  # a stored row's primary key
             match = logged.get((lot_id, seq))
             if match is None:
-                unmatched.append(row or 0)
+                unmatched.append(row)
                 continue
             anchors.append({"id": row, **_anchor_values(match)})
-            self._solo.discard(row or 0)
+            self._solo.discard(row)
         if anchors:
             session.execute(update(Event), anchors)
         for row in unmatched:
@@ -674,6 +681,7 @@ class Writer(Worker):
             next_seq = int(self._client.get_lot(lot.lot_id)["nextSeq"])
             if next_seq < min(event.seq for event in events):
                 lost += _put_back_lost(session, lot_pk, next_seq)
+                session.commit()  # no transaction open while the node answers for the next lot
                 continue
             if not any(event.seq < next_seq for event in events):
                 continue
