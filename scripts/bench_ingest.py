@@ -523,9 +523,12 @@ def main() -> int:
                     f"{r['events_per_s']:.0f} events/s, {r['ms_per_document']:.0f} ms and "
                     f"{r['statements_per_document']:.0f} statements per document"
                 )
-    finally:
-        if not args.keep:
-            shutil.rmtree(workdir, ignore_errors=True)
+    except BaseException:
+        # A failed run keeps its work directory: the message names the service's log in it.
+        print(f"the work directory {workdir} is kept for its logs", file=sys.stderr)
+        raise
+    if not args.keep:
+        shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
