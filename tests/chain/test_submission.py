@@ -14,7 +14,7 @@ from eth_account.signers.local import LocalAccount
 
 from tracer.chain import client as client_module
 from tracer.chain.anvil import AnvilSupervisor
-from tracer.chain.client import ChainClient, Receipt, ReceiptWait, TransactionDropped, TransactionRejected
+from tracer.chain.client import ChainClient, Receipt, ReceiptWait, SignedTx, TransactionDropped, TransactionRejected
 
 pytestmark = pytest.mark.anvil
 
@@ -31,14 +31,19 @@ def _payee() -> str:
     return Account.create().address
 
 
+def _transfer(client: ChainClient, sender: LocalAccount, value_wei: int, *, nonce: int) -> SignedTx:
+    """A signed transfer of ``value_wei`` to a fresh address at ``nonce``, not sent."""
+    return client.sign(client.transfer_request(sender=sender, to=_payee(), value_wei=value_wei), nonce=nonce)
+
+
 def test_a_batch_of_raw_transactions_gets_an_outcome_each(tmp_path: Path, deployer: LocalAccount) -> None:
     with AnvilSupervisor.in_directory(tmp_path / "chain", block_time=None) as node:
         _rpc(node.rpc_url, "evm_setAutomine", False)  # the first two wait in the pool
         client = ChainClient.connect(node.rpc_url)
         nonce = client.pending_nonce(deployer.address)
-        first = client.sign(client.transfer_request(sender=deployer, to=_payee(), value_wei=1), nonce=nonce)
-        second = client.sign(client.transfer_request(sender=deployer, to=_payee(), value_wei=2), nonce=nonce + 1)
-        other = client.sign(client.transfer_request(sender=deployer, to=_payee(), value_wei=3), nonce=nonce)
+        first = _transfer(client, deployer, 1, nonce=nonce)
+        second = _transfer(client, deployer, 2, nonce=nonce + 1)
+        other = _transfer(client, deployer, 3, nonce=nonce)
 
         sent = client.send_raw([first, second])
         again = client.send_raw([second, other])
@@ -61,7 +66,7 @@ def test_a_transaction_queued_behind_a_nonce_gap_is_dropped_within_seconds(
         _rpc(node.rpc_url, "evm_setAutomine", False)
         client = ChainClient.connect(node.rpc_url)
         nonce = client.pending_nonce(deployer.address)
-        gapped = client.sign(client.transfer_request(sender=deployer, to=_payee(), value_wei=1), nonce=nonce + 1)
+        gapped = _transfer(client, deployer, 1, nonce=nonce + 1)
         (sent,) = client.send_raw([gapped])
         assert sent == gapped.tx_hash and _rpc(node.rpc_url, "eth_getTransactionByHash", sent) is not None
 
@@ -78,7 +83,7 @@ def test_a_replacement_at_higher_fees_takes_the_nonce_of_a_stale_pool_transactio
         _rpc(node.rpc_url, "evm_setAutomine", False)
         client = ChainClient.connect(node.rpc_url)
         nonce = client.pending_nonce(deployer.address)
-        stale = client.sign(client.transfer_request(sender=deployer, to=_payee(), value_wei=1), nonce=nonce)
+        stale = _transfer(client, deployer, 1, nonce=nonce)
         fresh = client.transfer_request(sender=deployer, to=_payee(), value_wei=2)
         client.send_raw([stale])
 
@@ -100,7 +105,7 @@ def test_a_transaction_lost_in_a_node_restart_is_dropped_within_seconds(tmp_path
         node.wait_for_state_dump(after=time.time())
         _rpc(node.rpc_url, "evm_setAutomine", False)  # the transaction waits in the pool, which no dump holds
         nonce = client.pending_nonce(deployer.address)
-        lost = client.sign(client.transfer_request(sender=deployer, to=_payee(), value_wei=1), nonce=nonce)
+        lost = _transfer(client, deployer, 1, nonce=nonce)
         assert client.send_raw([lost]) == [lost.tx_hash]
         waits: list[ReceiptWait | BaseException] = []
 
@@ -138,10 +143,7 @@ def test_a_round_larger_than_a_node_takes_in_one_batch_goes_as_several(
     with AnvilSupervisor.in_directory(tmp_path / "chain", block_time=None) as node:
         client = ChainClient.connect(node.rpc_url)
         nonce = client.pending_nonce(deployer.address)
-        signed = [
-            client.sign(client.transfer_request(sender=deployer, to=_payee(), value_wei=1), nonce=nonce + n)
-            for n in range(7)
-        ]
+        signed = [_transfer(client, deployer, 1, nonce=nonce + n) for n in range(7)]
         batches: list[int] = []
         provider = client.w3.provider
         batch_request = provider.make_batch_request  # type: ignore[attr-defined]
