@@ -26,6 +26,7 @@ def create_app(service: Service, *, run_writer: bool = True) -> FastAPI:
         finally:
             for worker in workers:
                 worker.stop()
+            service.scan_log.close()  # the scans' records still queued
 
     app = FastAPI(
         title="tracer",

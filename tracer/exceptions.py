@@ -34,6 +34,14 @@ class TracerError(Exception):
     title: ClassVar[str | None] = None
 
 
+class WouldBlock(Exception):
+    """A call told not to block would have to wait (for the node, or for the database's write lock).
+
+    Not a TracerError: it never reaches a client. The scan raises it on the event loop and is then run again in
+    a thread, where waiting is harmless (``api.routes.scan``).
+    """
+
+
 class ConfigurationError(TracerError):
     """The service cannot start as configured; the message says what to change."""
 

@@ -3,19 +3,22 @@
 Three caches, each keyed so that what could make a verdict wrong misses it:
 
 ``ChainView`` holds, per lot, the registry's log of the lot (its on-chain ``(seq, hash)`` list) as read at one
-block, the view's *tip*. At most every ``check_seconds`` a scan asks the node for its latest block (one
-``eth_blockNumber`` and one ``eth_getBlockByNumber``, never more often whatever the load):
+block, the view's *tip*. Once the tip is ``check_seconds`` old, the next scan has a background thread ask the node
+for its latest block (one ``eth_blockNumber`` and one ``eth_getBlockByNumber``, never more often whatever the
+load) and goes on with the tip it has; the check:
 
 - the tip is unchanged: every entry stands;
 - the chain grew and the old tip is still canonical (its hash at its height is unchanged): the registry's logs
-  of the new blocks only are read (one ``eth_getLogs``) and appended to the cached logs of the lots they name;
+  of the new blocks only are read (one ``eth_getLogs``) and appended to the cached logs of the lots they name,
+  and the times of the blocks they sit in are read for the scans to show (``block_times``);
 - the old tip is gone (a reorg) or the node does not answer: everything is dropped, and the scan reads the chain
   afresh, or reads ``unverifiable``.
 
-A scan whose stored events name a block past the tip (the writer has just anchored one) forces that check at
-once, so a freshly anchored event never reads as "anchored but not on chain". The bound: a reorg or a node that
-stops answering is seen by scans within ``check_seconds`` (plus one request in flight); until then a scan may
-show the verdict of the chain as it was at the tip.
+A scan whose stored events name a block past the tip (the writer has just anchored one) waits for that check,
+so a freshly anchored event never reads as "anchored but not on chain"; so does a scan when the tip is older
+than ``max_age_seconds`` (the background check is late: a busy process, a slow node). The bound: a reorg or a
+node that stops answering is seen by scans within ``check_seconds`` plus the check itself, and never later than
+``max_age_seconds`` (1 s by default); until then a scan may show the verdict of the chain as it was at the tip.
 
 ``EventHashes`` maps a digest of an event's stored bytes (payload and context) to its canonical hash: an
 altered row has other bytes, misses, and is hashed afresh, so a tampered row reads ``tampered`` on the very
@@ -30,18 +33,22 @@ shaping rows that are the same.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from hexbytes import HexBytes
 from web3.exceptions import BlockNotFound
 
 from tracer.chain.client import ChainClient, RecordedEvent
-from tracer.exceptions import ChainUnavailable
+from tracer.exceptions import ChainUnavailable, WouldBlock
 from tracer.verify import hash_stored
+
+log = logging.getLogger(__name__)
 
 MAX_CACHED_LOTS = 50_000
 MAX_CACHED_HASHES = 500_000
@@ -62,10 +69,13 @@ class ChainView:
     Thread-safe: the service answers scans from a thread pool.
     """
 
-    def __init__(self, client: ChainClient, *, check_seconds: float) -> None:
+    def __init__(self, client: ChainClient, *, check_seconds: float, max_age_seconds: float | None = None) -> None:
         self.client = client
         self.check_seconds = check_seconds
-        self._lock = threading.Lock()
+        self.max_age_seconds = max(1.0, 4 * check_seconds) if max_age_seconds is None else max_age_seconds
+        self._lock = threading.Lock()  # held while the tip moves (and while a read is stored)
+        self._checking = False  # a background check is under way (guarded by _lock's sibling below)
+        self._checking_guard = threading.Lock()
         self._tip: Tip | None = None
         self._checked_at = float("-inf")
         self._generation = 0  # bumped whenever entries may have gone stale, so a slow read is not stored
@@ -80,18 +90,23 @@ class ChainView:
         """The block the cached logs are current at (None before the first read or after a failure)."""
         return self._tip
 
-    def lot_events(self, lot_id: str | bytes, *, newest_stored_block: int | None = None) -> list[RecordedEvent]:
+    def lot_events(
+        self, lot_id: str | bytes, *, newest_stored_block: int | None = None, may_block: bool = True
+    ) -> list[RecordedEvent]:
         """The registry's log of ``lot_id`` as of the view's tip, from the cache when it holds it.
 
         ``newest_stored_block``: the highest block the database says the lot's events sit in; past the tip it
-        forces a check of the chain now. Raises ChainUnavailable when the node does not answer.
+        forces a check of the chain now. Raises ChainUnavailable when the node does not answer; with
+        ``may_block`` false, WouldBlock instead of asking the node (or waiting for another thread's check).
         """
         key = bytes(HexBytes(lot_id))
         force = newest_stored_block is not None and (self._tip is None or newest_stored_block > self._tip.number)
-        tip, generation = self._check(force=force)
+        tip, generation = self._check(force=force, may_block=may_block)
         cached = self._lots.get(key)
         if cached is not None:
             return cached
+        if not may_block:
+            raise WouldBlock(f"the log of lot 0x{key.hex()} is not cached")
         events = self.client.lot_events(key, to_block=tip.number)
         with self._lock:
             if self._untouched_since(generation, key):
@@ -113,10 +128,20 @@ class ChainView:
         self._changes[self._generation] = changed
         self._changes.pop(self._generation - _REMEMBERED_BUMPS, None)
 
-    def _check(self, *, force: bool) -> tuple[Tip, int]:
+    def _check(self, *, force: bool, may_block: bool = True) -> tuple[Tip, int]:
         tip = self._tip
-        if tip is not None and not force and time.monotonic() - self._checked_at < self.check_seconds:
-            return tip, self._generation
+        if tip is not None and not force:
+            age = time.monotonic() - self._checked_at
+            if age < self.check_seconds:
+                return tip, self._generation
+            if age < self.max_age_seconds:
+                # Due: a background thread asks the node while this scan goes on with the tip it has. Asked here
+                # it held up the scan, and, in a thread beside a busy event loop, waited for the GIL on every
+                # socket call: hundreds of milliseconds.
+                self._check_in_background()
+                return tip, self._generation
+        if not may_block:
+            raise WouldBlock("the chain's head must be checked first")
         with self._lock:
             tip = self._tip
             if tip is not None and not force and time.monotonic() - self._checked_at < self.check_seconds:
@@ -128,6 +153,29 @@ class ChainView:
                 raise
             assert self._tip is not None
             return self._tip, self._generation
+
+    def _check_in_background(self) -> None:
+        with self._checking_guard:
+            if self._checking:
+                return
+            self._checking = True
+        threading.Thread(target=self._background_check, name="chain-view-check", daemon=True).start()
+
+    def _background_check(self) -> None:
+        try:
+            with self._lock:
+                if time.monotonic() - self._checked_at >= self.check_seconds:
+                    self._advance()
+        except ChainUnavailable:
+            with self._lock:
+                self._forget()  # the next scans ask the node themselves, and read unverifiable if it is gone
+        except Exception:
+            log.exception("the scan cache's check of the chain's head failed; its entries are dropped")
+            with self._lock:
+                self._forget()
+        finally:
+            with self._checking_guard:
+                self._checking = False
 
     def _advance(self) -> None:
         """Moves the tip to the node's latest block, dropping what the move may have made stale (lock held)."""
@@ -141,6 +189,8 @@ class ChainView:
             grown: dict[bytes, list[RecordedEvent]] = {}
             for event in self.client.recorded_events(from_block=old.number + 1, to_block=latest.number):
                 grown.setdefault(event.lot_id, []).append(event)
+            # The scans of these lots show their events' times: read now, not by each scan (and each process).
+            block_times(self.client, (e.block_hash.hex() for events in grown.values() for e in events))
             if grown:
                 self._bump(frozenset(grown))  # a read of one of these lots started at the old tip lacks them
             for lot_id, events in grown.items():
@@ -162,6 +212,33 @@ class ChainView:
         self._lots.clear()
         self._tip = None
         self._checked_at = float("-inf")
+
+
+_BLOCK_TIMES: dict[str, str] = {}  # block hash (0x hex) -> ISO time: a block's time never changes
+_BLOCK_TIME_LIMIT = 64
+_BLOCK_TIME_CACHE = 100_000
+
+
+def block_times(client: ChainClient, block_hashes: Iterable[str | None], *, may_block: bool = True) -> dict[str, str]:
+    """The timestamps (ISO, UTC) of the blocks ``block_hashes``, as far as the node answers; never raises for the
+    node. With ``may_block`` false only known ones are given, and WouldBlock is raised when one is not known.
+
+    For display only: the verdict never depends on them. At most 64 blocks are looked up per call.
+    """
+    wanted = sorted({h if h.startswith("0x") else "0x" + h for h in block_hashes if h})[:_BLOCK_TIME_LIMIT]
+    if len(_BLOCK_TIMES) > _BLOCK_TIME_CACHE:
+        _BLOCK_TIMES.clear()  # bounded memory; a miss costs one eth_getBlockByHash
+    for block_hash in wanted:
+        if block_hash in _BLOCK_TIMES:
+            continue
+        if not may_block:
+            raise WouldBlock(f"the time of block {block_hash} is not known")
+        try:
+            stamp = int(client.w3.eth.get_block(HexBytes(block_hash))["timestamp"])
+        except Exception:  # any failure just leaves the time out; the verdict stands
+            break
+        _BLOCK_TIMES[block_hash] = datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
+    return {h: _BLOCK_TIMES[h] for h in wanted if h in _BLOCK_TIMES}
 
 
 class EventHashes:

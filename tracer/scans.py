@@ -12,6 +12,10 @@ A QR label can be photocopied; what a copy cannot hide is being scanned where th
 
 Lot codes are not recorded: a lot's code is printed on every tin of the lot and is meant to be shared.
 
+Recording a scan never makes the scan wait for the database's write lock (``ScanLog``): its answer counts the
+scans committed before it plus itself, and its record is committed right after, batched with the records of
+the scans around it by one thread per process.
+
 Privacy (PIPL): nothing stored identifies a person. No IP address, no raw user agent, no cookie value is
 kept. The "device" is a random identifier the page sets in a first-party cookie (or, for a client without
 cookies, its user agent and language), stored only as an HMAC-SHA-256 under a secret of this deployment
@@ -21,21 +25,25 @@ nothing else. A place is kept only when the client sends one, rounded to 0.1 deg
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
+import logging
 import secrets
+import threading
+import time
 import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, insert
+from sqlalchemy import Engine, and_, bindparam, case, insert
 from sqlalchemy import select as sql_select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, func
 
-from tracer.exceptions import Conflict, InvalidInput
-from tracer.store.database import get_meta, set_meta
+from tracer.exceptions import Conflict, InvalidInput, WouldBlock
+from tracer.store.database import READ_ONLY, get_meta, set_meta
 from tracer.store.models import ScanClaim, ScanRecord
 
 DEVICE_THRESHOLD = 5
@@ -46,11 +54,14 @@ LOCATION_DECIMALS = 1
 
 _SALT_KEY = "scan_device_salt"
 
+log = logging.getLogger(__name__)
 
-def device_hash(*, session: Session, fingerprint: str) -> str:
+
+def device_hash(*, session: Session, fingerprint: str, may_block: bool = True) -> str:
     """The salted hash (32 hex digits) under which scans of the device ``fingerprint`` are recorded.
 
-    The secret is created on first use and kept in the ``meta`` table; the caller commits.
+    The secret is created on first use and kept in the ``meta`` table; the caller commits. With ``may_block``
+    false, WouldBlock instead of creating it (a write).
     """
     bind = session.get_bind()
     salt = _SALTS.get(bind)
@@ -58,6 +69,8 @@ def device_hash(*, session: Session, fingerprint: str) -> str:
         salt = get_meta(session, _SALT_KEY)
         if salt is not None:
             _SALTS[bind] = salt  # committed: it stands (one just made is remembered once read back committed)
+        elif not may_block:
+            raise WouldBlock("the device hashes' secret is to be created")
         else:
             salt = _new_salt(session)
     return hmac.new(bytes.fromhex(salt), fingerprint.encode(), hashlib.sha256).hexdigest()[:32]
@@ -70,6 +83,13 @@ _SALTS: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
 
 def _new_salt(session: Session) -> str:
     salt = secrets.token_hex(32)
+    bind = session.get_bind()
+    if isinstance(bind, Engine) and bind.get_execution_options().get(READ_ONLY):
+        # A scan's session only reads: the secret is made once, in a write transaction of its own.
+        with Session(bind.execution_options(**{READ_ONLY: False})) as writing:
+            salt = _new_salt(writing)
+            writing.commit()
+        return salt
     try:
         with session.begin_nested():
             set_meta(session, _SALT_KEY, salt)
@@ -139,6 +159,21 @@ class ScanSummary:
     claimed_by_this_device: bool
     scans_after_claim_by_others: int
     warning: str | None  # "scanned_after_claim" | "many_devices" | None
+    device_scanned_before: bool = False  # the device it was summarised for is among the devices counted
+
+    def with_scan(self, *, device: str, at: datetime) -> ScanSummary:
+        """This summary (made for ``device``) with one more scan by ``device`` at ``at``."""
+        after_claim = self.claimed_at is not None and at > self.claimed_at and not self.claimed_by_this_device
+        return _summary(
+            dataclasses.replace(
+                self,
+                scan_count=self.scan_count + 1,
+                distinct_devices=self.distinct_devices + (0 if self.device_scanned_before else 1),
+                first_scan_at=self.first_scan_at or at,
+                scans_after_claim_by_others=self.scans_after_claim_by_others + after_claim,
+                device_scanned_before=True,
+            )
+        )
 
     def public(self, *, claimable: bool) -> dict[str, Any]:
         """The ``scans`` object of the scan JSON."""
@@ -169,35 +204,169 @@ class ScanSummary:
 
 def summarise(*, session: Session, subject: str, device: str | None = None) -> ScanSummary:
     """The scans of ``subject`` as the device ``device`` (a hash, or None) sees them (one statement)."""
-    count, devices, first, claimed_at, claimed_by, after_claim = (
-        session.connection().execute(_SUMMARY, {"subject": subject}).one()
+    count, devices, first, claimed_at, claimed_by, after_claim, seen = (
+        session.connection().execute(_SUMMARY, {"subject": subject, "device": device}).one()
     )
+    return _summary(
+        ScanSummary(
+            scan_count=count,
+            distinct_devices=devices,
+            first_scan_at=_aware(first),
+            claimed_at=_aware(claimed_at),
+            claimed_by_this_device=claimed_at is not None and device is not None and claimed_by == device,
+            scans_after_claim_by_others=int(after_claim or 0),  # PostgreSQL sums to a Decimal
+            warning=None,
+            device_scanned_before=bool(seen),
+        )
+    )
+
+
+def _summary(counted: ScanSummary) -> ScanSummary:
+    """``counted`` with the warning its counts call for."""
     warning = None
-    if after_claim:
+    if counted.scans_after_claim_by_others:
         warning = "scanned_after_claim"
-    elif devices > DEVICE_THRESHOLD:
+    elif counted.distinct_devices > DEVICE_THRESHOLD:
         warning = "many_devices"
-    return ScanSummary(
-        scan_count=count,
-        distinct_devices=devices,
-        first_scan_at=_aware(first),
-        claimed_at=_aware(claimed_at),
-        claimed_by_this_device=claimed_at is not None and device is not None and claimed_by == device,
-        scans_after_claim_by_others=int(after_claim or 0),  # PostgreSQL sums to a Decimal
-        warning=warning,
-    )
+    return dataclasses.replace(counted, warning=warning)
 
 
-def record_and_summarise(
-    *, session: Session, subject: str, device: str, latitude: float | None = None, longitude: float | None = None
-) -> ScanSummary:
-    """Records one scan of ``subject`` by ``device`` and returns the scans as that device now sees them: what a
-    scan of a parcel or unit code does, in two statements (the caller commits)."""
-    lat, lon = coarse_location(latitude, longitude)
-    session.connection().execute(
-        _RECORD, {"subject": subject, "device_hash": device, "latitude": lat, "longitude": lon, "scanned_at": _now()}
-    )
-    return summarise(session=session, subject=subject, device=device)
+@dataclass(frozen=True)
+class PendingScan:
+    """A scan's record, not written yet (``ScanLog``): the columns of its ``ScanRecord``."""
+
+    subject: str
+    device_hash: str
+    latitude: float | None
+    longitude: float | None
+    scanned_at: datetime
+
+
+class ScanLog:
+    """Records the scans of one process without making them wait for the database's write lock.
+
+    ``summarise_scan`` answers a scan from the scans committed so far plus itself, ``record`` queues its record;
+    one thread commits the queue, whatever has gathered while the previous batch was written, in one
+    transaction. On SQLite, where one writer at a time holds the lock (the outbox writer's batches for tens of
+    milliseconds), a scan that wrote its record itself waited for it: its busy handler sleeps milliseconds at
+    a time. The records are written within milliseconds; ``settle`` lets a scan wait for its own code's
+    earlier records (one device scanning twice sees both), ``flush`` for all, and ``close`` writes what is
+    left. A batch the database refuses is retried; the queue is bounded, and a full one makes scans wait
+    rather than lose records. What a hard kill can lose: the records of the last moment's scans, never an
+    event.
+    """
+
+    MAX_QUEUED = 20_000
+    RETRY_SECONDS = 0.5
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self._changed = threading.Condition()
+        self._queue: list[PendingScan] = []
+        self._unwritten: dict[str, int] = {}  # subject -> its records queued or being written
+        self._writing = 0  # records of the batch being written
+        self._thread: threading.Thread | None = None
+        self._closing = False
+
+    def summarise_scan(
+        self,
+        *,
+        session: Session,
+        subject: str,
+        device: str,
+        latitude: float | None = None,
+        longitude: float | None = None,
+    ) -> tuple[ScanSummary, PendingScan]:
+        """The scans of ``subject`` as ``device`` sees them with one more by it now: ``session``'s summary (its
+        view of the committed scans) and this one; and that scan's record, for ``record`` once the scan is
+        answered. Call ``settle(subject)`` before ``session`` first reads, so that its snapshot holds this
+        process's earlier scans of the code."""
+        lat, lon = coarse_location(latitude, longitude)
+        at = _now()
+        summary = summarise(session=session, subject=subject, device=device).with_scan(device=device, at=at)
+        return summary, PendingScan(subject=subject, device_hash=device, latitude=lat, longitude=lon, scanned_at=at)
+
+    def record(self, scan: PendingScan, *, may_block: bool = True) -> None:
+        """Queues ``scan``'s record; while the queue is full this waits for room (``may_block`` false: raises
+        WouldBlock, nothing queued)."""
+        with self._changed:
+            if len(self._queue) >= self.MAX_QUEUED:
+                if not may_block:
+                    raise WouldBlock(f"{len(self._queue)} scan records wait to be written")
+                self._changed.wait_for(lambda: len(self._queue) < self.MAX_QUEUED)
+            self._queue.append(scan)
+            self._unwritten[scan.subject] = self._unwritten.get(scan.subject, 0) + 1
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="scan-log", daemon=True)
+                self._thread.start()
+            self._changed.notify_all()
+
+    def settled(self, subject: str) -> bool:
+        """True when this process has no record of ``subject`` waiting to be committed."""
+        return not self._unwritten.get(subject)
+
+    def settle(self, subject: str, timeout: float = 10.0) -> None:
+        """Waits until this process's queued records of ``subject`` are committed (at most ``timeout`` s)."""
+        with self._changed:
+            self._changed.wait_for(lambda: self.settled(subject), timeout)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Waits until every record queued so far is committed; False when ``timeout`` ran out first."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._queue and not self._writing, timeout)
+
+    def close(self) -> None:
+        """Commits what is queued and stops the thread (a later record starts it again)."""
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join()
+        with self._changed:
+            self._closing = False
+
+    @property
+    def queued(self) -> int:
+        """Records not committed yet."""
+        return len(self._queue) + self._writing
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._queue or self._closing)
+                if not self._queue:
+                    self._thread = None  # closing, and everything is written
+                    return
+                batch, self._queue = self._queue, []
+                self._writing = len(batch)
+                self._changed.notify_all()  # room in the queue again
+            self._write(batch)
+            with self._changed:
+                self._writing = 0
+                for scan in batch:
+                    left = self._unwritten[scan.subject] - 1
+                    if left:
+                        self._unwritten[scan.subject] = left
+                    else:
+                        del self._unwritten[scan.subject]
+                self._changed.notify_all()
+
+    def _write(self, batch: list[PendingScan]) -> None:
+        """Commits ``batch`` in one transaction, retrying while the database refuses it."""
+        attempt = 0
+        while True:
+            try:
+                with self.engine.begin() as connection:
+                    connection.execute(_RECORD, [vars(scan) for scan in batch])
+                return
+            except SQLAlchemyError as exc:
+                attempt += 1
+                if self._closing and attempt >= 3:
+                    log.error("%d scan records could not be written as the service stopped: %s", len(batch), exc)
+                    return
+                log.warning("scan records not written yet (%s); retrying in %.1f s", exc, self.RETRY_SECONDS)
+                time.sleep(self.RETRY_SECONDS)
 
 
 # Built once: the hot path of every parcel or unit scan. Core statements (no ORM unit of work or identity map:
@@ -221,6 +390,8 @@ _SUMMARY = sql_select(
     _CLAIMED_BY,
     # Scans by another device than the claimant's after the claim (none when unclaimed: NULL compares false).
     func.sum(case((and_(_RECORDS.c.scanned_at > _CLAIMED_AT, _RECORDS.c.device_hash != _CLAIMED_BY), 1), else_=0)),
+    # Whether the device asking scanned it before: a scan's own record, not committed yet, is counted once.
+    func.max(case((_RECORDS.c.device_hash == bindparam("device"), 1), else_=0)),
 ).where(_RECORDS.c.subject == bindparam("subject"))
 
 

@@ -26,6 +26,7 @@ from tracer.chain.writer import Writer, relayer_lanes
 from tracer.config import DEV_DEPLOYER_KEY, Settings
 from tracer.exceptions import ConfigurationError
 from tracer.keys import KeyStore, lock_down, resolve_passphrase, write_secret_file
+from tracer.scans import ScanLog
 from tracer.store.database import count, create_db_engine, get_meta, init_db, set_meta
 from tracer.store.models import Actor, ChainTask, Event, Lot
 
@@ -50,6 +51,7 @@ class Service:
     deploy_block: int
     writer: Writer
     indexer: Indexer
+    scan_log: ScanLog
     deployed_now: bool = False
 
 
@@ -128,6 +130,7 @@ def open_service(settings: Settings, *, client: ChainClient | None = None, attac
         deploy_block=deploy_block,
         writer=writer,
         indexer=Indexer(engine=engine, client=client),
+        scan_log=ScanLog(engine),
         deployed_now=deployed_now,
     )
 

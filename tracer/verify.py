@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from tracer.chain.client import ChainClient, RecordedEvent
 from tracer.epcis import event_hash, event_hash_bytes
-from tracer.exceptions import ChainUnavailable, InvalidInput, TracerError
+from tracer.exceptions import ChainUnavailable, InvalidInput, TracerError, WouldBlock
 from tracer.merkle import SPLIT_PARCEL_TYPES, leaf_hash, process_proof
 from tracer.units import membership_problem, membership_summary
 
@@ -140,22 +140,31 @@ def compare_with_chain(
 
 
 def verify_events(
-    *, client: ChainClient, lot_id: str, events: Sequence[AnchoredEvent], cache: ScanCache | None = None
+    *,
+    client: ChainClient,
+    lot_id: str,
+    events: Sequence[AnchoredEvent],
+    cache: ScanCache | None = None,
+    may_block: bool = True,
 ) -> Verification:
     """Verifies a lot's stored events against the registry ``client`` reads; never raises for a verdict.
 
     With ``cache`` (of the same client) the lot's log comes from its chain view and event hashes from its
     table (``tracer.scan_cache``: a tampered row or a reorg still reads ``tampered``); without, both are read
-    and computed afresh.
+    and computed afresh. With ``may_block`` false (and a cache) it raises WouldBlock where the node would be
+    asked.
     """
     if cache is not None and cache.chain.client is not client:
         cache = None  # a cache of another node says nothing about this one
     try:
         if cache is None:
+            if not may_block:
+                raise WouldBlock("verifying without the scan caches reads the chain")
             recorded = client.lot_events(lot_id)
         else:
             anchored = [e.block_number for e in events if e.block_number is not None]
-            recorded = cache.chain.lot_events(lot_id, newest_stored_block=max(anchored, default=None))
+            newest = max(anchored, default=None)
+            recorded = cache.chain.lot_events(lot_id, newest_stored_block=newest, may_block=may_block)
     except ChainUnavailable as exc:
         return Verification(
             status=Status.UNVERIFIABLE,

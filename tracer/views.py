@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, cast
 from urllib.parse import unquote
 
-from hexbytes import HexBytes
 from pydantic import BaseModel
 from sqlalchemy import bindparam
 from sqlalchemy import select as sql_select
@@ -22,7 +21,7 @@ from tracer.chain.splits import bundle_proofs
 from tracer.exceptions import NotFound
 from tracer.journey import lot_events
 from tracer.lifecycle import ParcelState
-from tracer.scan_cache import ScanCache
+from tracer.scan_cache import ScanCache, block_times
 from tracer.scans import ScanSummary
 from tracer.store.models import Event, Lot, Parcel, Unit
 from tracer.units import membership_public, packed_units
@@ -204,6 +203,7 @@ def scan_document(
     unit: Unit | None = None,
     scans: ScanSummary | None = None,
     cache: ScanCache | None = None,
+    may_block: bool = True,
 ) -> tuple[dict[str, Any], Verification]:
     """The scan JSON of a lot, of a parcel split from it, or of a unit packed into that parcel (its journey
     is its parcel's), verified against the chain now.
@@ -211,13 +211,14 @@ def scan_document(
     ``scans`` (for a parcel or unit) adds the ``scans`` object and fills ``clone_warning``; each event carries
     ``check``, its own verdict, and ``recordedAt``, the time of its block when the node answered. ``cache``
     spares re-reading the chain and re-hashing unchanged events, and re-shaping a lot's events when neither
-    their rows nor their verdicts changed (``tracer.scan_cache``).
+    their rows nor their verdicts changed (``tracer.scan_cache``). With ``may_block`` false it raises WouldBlock
+    instead of asking the node anything: the caches must answer (the scan runs on the event loop).
     """
     path = subject_path(lot=lot, parcel=parcel, unit=unit)
     events = scan_events(session=session, lot=lot)
     # End the read before asking the node: a slow or absent node must not hold the database's lock.
     session.commit()
-    verification = verify_events(client=client, lot_id=lot.lot_id, events=events, cache=cache)
+    verification = verify_events(client=client, lot_id=lot.lot_id, events=events, cache=cache, may_block=may_block)
     checks = {check.seq: check.status.value for check in verification.checks}
     reachable = verification.status is not Status.UNVERIFIABLE
     # Everything the lot's view is built from: the rows as read now (each row a tuple of its columns, compared by
@@ -225,7 +226,7 @@ def scan_document(
     fingerprint: Hashable = (lot.recalled, reachable, tuple(checks.items()), tuple(events))
     view: _LotView | None = cache.views.get(lot.lot_id, fingerprint) if cache is not None else None
     if view is None:
-        view = _lot_view(client, lot, events, checks, reachable=reachable)
+        view = _lot_view(client, lot, events, checks, reachable=reachable, may_block=may_block)
         if cache is not None and view.complete:
             cache.views.put(lot.lot_id, fingerprint, view)
     links = {
@@ -269,10 +270,16 @@ class _LotView:
 
 
 def _lot_view(
-    client: ChainClient, lot: Lot, events: list[ShownEvent], checks: dict[int, str], *, reachable: bool
+    client: ChainClient,
+    lot: Lot,
+    events: list[ShownEvent],
+    checks: dict[int, str],
+    *,
+    reachable: bool,
+    may_block: bool = True,
 ) -> _LotView:
     verified = [e.block_hash for e in events if checks.get(e.seq) == "verified"]
-    times = block_times(client, verified) if reachable else {}
+    times = block_times(client, verified, may_block=may_block) if reachable else {}
     recall_event = next((e for e in events if e.step == "recall"), None)
     recall: dict[str, Any] = {"recalled": lot.recalled}
     if recall_event is not None:
@@ -292,30 +299,6 @@ def subject_path(*, lot: Lot, parcel: Parcel | None = None, unit: Unit | None = 
     if parcel is not None:
         return identifiers.parcel_path(parcel.sscc)
     return identifiers.lot_path(lot.gtin, lot.lot_number)
-
-
-_BLOCK_TIMES: dict[str, str] = {}  # block hash -> ISO time: a block's time never changes
-_BLOCK_TIME_LIMIT = 64
-_BLOCK_TIME_CACHE = 100_000
-
-
-def block_times(client: ChainClient, block_hashes: Iterable[str | None]) -> dict[str, str]:
-    """The timestamps (ISO, UTC) of the blocks ``block_hashes``, as far as the node answers; never raises.
-
-    For display only: the verdict never depends on them. At most 64 blocks are looked up per call.
-    """
-    wanted = sorted({h for h in block_hashes if h})[:_BLOCK_TIME_LIMIT]
-    if len(_BLOCK_TIMES) > _BLOCK_TIME_CACHE:
-        _BLOCK_TIMES.clear()  # bounded memory; a miss costs one eth_getBlockByHash
-    for block_hash in wanted:
-        if block_hash in _BLOCK_TIMES:
-            continue
-        try:
-            stamp = int(client.w3.eth.get_block(HexBytes(block_hash))["timestamp"])
-        except Exception:  # any failure just leaves the time out; the verdict stands
-            break
-        _BLOCK_TIMES[block_hash] = datetime.fromtimestamp(stamp, UTC).isoformat().replace("+00:00", "Z")
-    return {h: _BLOCK_TIMES[h] for h in wanted if h in _BLOCK_TIMES}
 
 
 def _event_summary(event: ShownEvent, check: str, times: dict[str, str]) -> dict[str, Any]:

@@ -26,11 +26,12 @@ from sqlmodel import Session
 
 from api.deps import ActorDep, ServiceDep, SessionDep
 from tracer import identifiers, labels, scans
-from tracer.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied
+from tracer.exceptions import Conflict, InvalidInput, NotFound, PermissionDenied, WouldBlock
 from tracer.lifecycle import ParcelState
 from tracer.qr import qr_png, qr_svg
 from tracer.scan_cache import ScanCache
 from tracer.service import Service
+from tracer.store.database import read_only
 from tracer.store.models import Lot, Parcel, Unit
 from tracer.views import find_scanned, page_context, proof_bundle, scan_document, unit_membership
 
@@ -54,9 +55,12 @@ class _Scanned:
     path: str
 
 
-def _resolve(session: Session, raw_path: str) -> _Scanned:
-    """The lot, parcel or unit a raw Digital Link path names (InvalidInput for a malformed one, NotFound)."""
-    ref = identifiers.parse_digital_link_path(raw_path)
+def _resolve(
+    session: Session, raw_path: str | identifiers.LotRef | identifiers.ParcelRef | identifiers.UnitRef
+) -> _Scanned:
+    """The lot, parcel or unit a raw Digital Link path (or its parse) names (InvalidInput for a malformed one,
+    NotFound)."""
+    ref = identifiers.parse_digital_link_path(raw_path) if isinstance(raw_path, str) else raw_path
     lot, parcel, unit = find_scanned(session=session, ref=ref)
     if isinstance(ref, identifiers.UnitRef) and ref.lot is not None and ref.lot != lot.lot_number:
         raise NotFound("unit", f"{ref.path} of lot {ref.lot} (it belongs to lot {lot.lot_number})")
@@ -86,19 +90,22 @@ def _language(request: Request) -> str:
     return "en"
 
 
-def _device(request: Request, session: Session) -> tuple[str, str | None]:
+def _device(request: Request, session: Session, *, may_block: bool = True) -> tuple[str, str | None]:
     """The device hash of the request, and the device cookie to set (None when it has one already)."""
     cookie = request.cookies.get(DEVICE_COOKIE)
+    issued = None
     if cookie and len(cookie) <= 64:
-        return scans.device_hash(session=session, fingerprint=f"cookie|{cookie}"), None
-    if _wants_json(request):
+        fingerprint = f"cookie|{cookie}"
+    elif _wants_json(request):
         # An app or script that keeps no cookies is known by its user agent and language alone: fewer
         # distinct devices, never more, so polling cannot raise a false "many devices" alarm.
         agent = request.headers.get("user-agent", "")
         language = request.headers.get("accept-language", "")
-        return scans.device_hash(session=session, fingerprint=f"agent|{agent}|{language}"), None
-    issued = secrets.token_urlsafe(16)  # a browser's first scan: this is its device from now on
-    return scans.device_hash(session=session, fingerprint=f"cookie|{issued}"), issued
+        fingerprint = f"agent|{agent}|{language}"
+    else:
+        issued = secrets.token_urlsafe(16)  # a browser's first scan: this is its device from now on
+        fingerprint = f"cookie|{issued}"
+    return scans.device_hash(session=session, fingerprint=fingerprint, may_block=may_block), issued
 
 
 def _scan_cache(request: Request, service: Service) -> ScanCache | None:
@@ -120,20 +127,41 @@ def _set_cookie(response: Response, request: Request, name: str, value: str) -> 
 
 
 async def _scan(request: Request, lat: float | None, lon: float | None) -> Response:
-    # One hop to the thread pool for the whole scan, its session opened there: FastAPI would run a sync route
-    # there and each sync dependency (the service, the session's opening and closing) in a hop of its own, and
-    # the hops cost more CPU than the scan's database work. Not on the event loop: a scan may ask the node (slow
-    # or gone), and on SQLite it may wait for the write lock.
+    # A scan only reads (its record is written by the scan log's thread), and a cached one needs nothing of the
+    # node: on SQLite, whose reads are local and never wait for the write lock, it is answered right here on
+    # the event loop, told not to block. The moment it would (the node must be asked, the chain's head is due
+    # for a check, a record of this code is still being written) it gives up, having changed nothing, and runs
+    # again in the thread pool, where waiting is harmless: one hop for the whole scan, its session opened
+    # there (FastAPI would hop per sync dependency too). The hop costs more CPU than a cached scan's work.
     service: Service = request.app.state.service
     cache = _scan_cache(request, service)
+    if cache is not None and service.engine.dialect.name == "sqlite":
+        try:
+            return _scan_in_session(request, service, cache, lat, lon, may_block=False)
+        except WouldBlock:
+            pass
     return await run_in_threadpool(_scan_in_session, request, service, cache, lat, lon)
 
 
 def _scan_in_session(
-    request: Request, service: Service, cache: ScanCache | None, lat: float | None, lon: float | None
+    request: Request,
+    service: Service,
+    cache: ScanCache | None,
+    lat: float | None,
+    lon: float | None,
+    *,
+    may_block: bool = True,
 ) -> Response:
-    with Session(service.engine, expire_on_commit=False) as session:
-        return _answer(request, session, service, cache, _resolve(session, _raw_path(request)), lat, lon)
+    ref = identifiers.parse_digital_link_path(_raw_path(request))
+    if not isinstance(ref, identifiers.LotRef):  # before the snapshot: this process's earlier scans of it count
+        if may_block:
+            service.scan_log.settle(ref.path)
+        elif not service.scan_log.settled(ref.path):
+            raise WouldBlock(f"a scan of {ref.path} is still being recorded")
+    # Only reads: on SQLite it never waits for the write lock (tracer.store.database.read_only).
+    with Session(read_only(service.engine), expire_on_commit=False) as session:
+        scanned = _resolve(session, ref)
+        return _answer(request, session, service, cache, scanned, lat, lon, may_block=may_block)
 
 
 def _answer(
@@ -144,14 +172,16 @@ def _answer(
     scanned: _Scanned,
     lat: float | None,
     lon: float | None,
+    *,
+    may_block: bool,
 ) -> Response:
     path = scanned.path
-    summary, issued = None, None
+    summary, pending, issued = None, None, None
     if scanned.parcel is not None:
-        device, issued = _device(request, session)
-        # Recorded in the transaction that reads the events (committed before the node is asked): one turn of
-        # the database's write lock per scan on SQLite.
-        summary = scans.record_and_summarise(session=session, subject=path, device=device, latitude=lat, longitude=lon)
+        device, issued = _device(request, session, may_block=may_block)
+        summary, pending = service.scan_log.summarise_scan(
+            session=session, subject=path, device=device, latitude=lat, longitude=lon
+        )
     document, verification = scan_document(
         session=session,
         client=service.client,
@@ -161,6 +191,7 @@ def _answer(
         unit=scanned.unit,
         scans=summary,
         cache=cache,
+        may_block=may_block,
     )
     response: Response
     if _wants_json(request):
@@ -181,6 +212,8 @@ def _answer(
     response.headers["Cache-Control"] = "no-store"  # a scan is a fresh verdict, and it is counted
     if issued:
         _set_cookie(response, request, DEVICE_COOKIE, issued)
+    if pending is not None:
+        service.scan_log.record(pending, may_block=may_block)  # last: a scan given up on is not counted
     return response
 
 

@@ -123,17 +123,40 @@ def test_a_reorg_after_a_cached_scan_leaves_no_stale_verified(journey: Journey) 
 
     tester.revert_to_snapshot(snapshot)  # the entry's block is gone; a longer chain grows in its place
     tester.mine_blocks(5)
-    time.sleep(CHECK_SECONDS * 1.5)
+    time.sleep(_chain_view(journey).max_age_seconds * 1.1)  # the bound: past it a scan checks before answering
     verification = _verification(journey)
     assert verification["status"] == "tampered"
     assert "event 1 is recorded as anchored but the chain does not hold it" in verification["reason"]
+
+
+def test_a_scan_after_the_check_interval_has_the_head_checked_in_the_background(journey: Journey) -> None:
+    w3 = journey.api.service.client.w3
+    tester = w3.provider.ethereum_tester  # type: ignore[attr-defined]
+    journey.declare()
+    journey.api.anchor()
+    snapshot = tester.take_snapshot()
+    _enter_and_anchor(journey)
+    assert _verification(journey)["status"] == "verified"
+    view = _chain_view(journey)
+    before = view.tip
+
+    tester.revert_to_snapshot(snapshot)
+    tester.mine_blocks(5)
+    time.sleep(CHECK_SECONDS * 1.5)
+    _verification(journey)  # due: this scan answers at once, with the tip it has, and starts the check
+    deadline = time.monotonic() + 30  # a hang guard: the check takes milliseconds
+    while view.tip == before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert view.tip is not None and view.tip != before
+    verification = _verification(journey)
+    assert verification["status"] == "tampered"
 
 
 def test_the_node_going_down_after_a_cached_scan_reads_unverifiable_within_the_bound(journey: Journey) -> None:
     _stored_lot(journey)
     # The same client, its node gone: nothing on the service's side changes but the answers.
     journey.api.service.client.w3.provider = Web3.HTTPProvider("http://127.0.0.1:9", request_kwargs={"timeout": 1})
-    time.sleep(CHECK_SECONDS * 1.5)
+    time.sleep(_chain_view(journey).max_age_seconds * 1.1)
     verification = _verification(journey)
     assert verification["status"] == "unverifiable"
     assert _chain_view(journey).tip is None  # and nothing cached is left to serve when it answers again

@@ -46,6 +46,7 @@ def test_each_parcel_scan_is_recorded_with_a_salted_device_hash_only(journey: Jo
     assert cookie
     scan = _scan(journey.api.http, parcel, lat=39.9042, lon=116.4074)
     assert scan["scans"]["count"] == 2 and scan["scans"]["distinct_devices"] == 1
+    assert journey.api.service.scan_log.flush()  # the records are written right after the answers
     with Session(journey.api.service.engine) as session:
         records = session.exec(select(ScanRecord)).all()
     assert {r.subject for r in records} == {f"/00/{parcel}"}
@@ -58,6 +59,7 @@ def test_lot_scans_are_not_counted(journey: Journey) -> None:
     _delivered(journey)
     scan = journey.api.get(identifiers.lot_path(GTIN, LOT), headers=JSON).json()
     assert "scans" not in scan and scan["clone_warning"] is None
+    assert journey.api.service.scan_log.flush()
     with Session(journey.api.service.engine) as session:
         assert session.exec(select(ScanRecord)).all() == []
 
