@@ -40,10 +40,12 @@ def create_app(service: Service, *, run_writer: bool = True) -> FastAPI:
     ratelimit.install(app, service.settings)  # outside the request limits: a throttled client costs no parsing
     observability.install(app)
     security.install(app)
+    # The scans first: the busiest routes, and routing tries each route in turn (their paths, /01/ and /00/,
+    # are no other route's).
+    app.include_router(scan.router)
     app.include_router(health.router)
     app.include_router(actors.router)
     app.include_router(journey.router)
     app.include_router(epcis.router)
-    app.include_router(scan.router)
     app.include_router(audit.router)
     return app

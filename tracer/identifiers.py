@@ -110,15 +110,27 @@ def normalize_gtin(value: str, *, pointer: str | None = None) -> str:
     Raises InvalidInput for anything but ASCII digits, a wrong length, a wrong check digit, or the all-zero
     GTIN; the message names the problem (``check digit should be 7, not 2``).
     """
+    known = _VALID_GTINS.get(value) if type(value) is str else None
+    if known is not None:
+        return known  # every scan parses its code's GTIN, and biip's parse was a tenth of a cached scan's CPU
     _check_digits(value, kind="GTIN", lengths=_GTIN_LENGTHS, pointer=pointer)
     gtin14 = value.rjust(14, "0")
     if set(gtin14) == {"0"}:
         raise InvalidInput("GTIN must not be all zeros", pointer=pointer)
     try:
         # biip agrees with the check above; it is the well-kept authority on GTIN structure.
-        return Gtin.parse(gtin14).as_gtin_14()
+        normalized = Gtin.parse(gtin14).as_gtin_14()
     except ParseError as exc:
         raise InvalidInput(f"GTIN {value}: {exc}", pointer=pointer) from exc
+    if len(_VALID_GTINS) >= _MAX_VALID_GTINS:
+        _VALID_GTINS.clear()  # bounded memory: a miss costs one parse
+    _VALID_GTINS[value] = normalized
+    return normalized
+
+
+# GTINs found valid, as given -> as 14 digits (only valid ones: an error's message names its own pointer).
+_VALID_GTINS: dict[str, str] = {}
+_MAX_VALID_GTINS = 100_000
 
 
 def validate_sscc(value: str, *, pointer: str | None = None) -> str:

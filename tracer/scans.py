@@ -249,15 +249,18 @@ class ScanLog:
     one thread commits the queue, whatever has gathered while the previous batch was written, in one
     transaction. On SQLite, where one writer at a time holds the lock (the outbox writer's batches for tens of
     milliseconds), a scan that wrote its record itself waited for it: its busy handler sleeps milliseconds at
-    a time. The records are written within milliseconds; ``settle`` lets a scan wait for its own code's
-    earlier records (one device scanning twice sees both), ``flush`` for all, and ``close`` writes what is
-    left. A batch the database refuses is retried; the queue is bounded, and a full one makes scans wait
+    a time. The records are written within ``GATHER_SECONDS`` and a commit; ``settle`` lets a scan wait for its
+    own code's earlier records (one device scanning twice sees both), ``flush`` for all, and ``close`` writes
+    what is left. A batch the database refuses is retried; the queue is bounded, and a full one makes scans wait
     rather than lose records. What a hard kill can lose: the records of the last moment's scans, never an
     event.
     """
 
     MAX_QUEUED = 20_000
     RETRY_SECONDS = 0.5
+    GATHER_SECONDS = 0.05
+    """How long the thread lets records gather before it writes them: a transaction per record cost more CPU
+    than the scan that made it (SQLite's commit, and its checkpoints, are per transaction)."""
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
@@ -299,7 +302,8 @@ class ScanLog:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="scan-log", daemon=True)
                 self._thread.start()
-            self._changed.notify_all()
+            elif len(self._queue) == 1:
+                self._changed.notify_all()  # the thread may be waiting for work; else it finds this one next
 
     def settled(self, subject: str) -> bool:
         """True when this process has no record of ``subject`` waiting to be committed."""
@@ -338,6 +342,8 @@ class ScanLog:
                 if not self._queue:
                     self._thread = None  # closing, and everything is written
                     return
+                if not self._closing:
+                    self._changed.wait(self.GATHER_SECONDS)  # only close() wakes it early
                 batch, self._queue = self._queue, []
                 self._writing = len(batch)
                 self._changed.notify_all()  # room in the queue again

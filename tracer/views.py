@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol, cast
@@ -157,39 +157,59 @@ def scan_events(*, session: Session, lot: Lot) -> list[ShownEvent]:
     return cast("list[ShownEvent]", list(session.connection().execute(_SCAN_EVENTS, {"lot_pk": lot.id})))
 
 
-# What a scanned code names, by kind: built once with bound parameters, so a scan pays neither the statement's
-# construction nor its cache key (a third of an ORM look-up's cost), and one query each.
-_SCANNED_LOT = select(Lot).where(col(Lot.lot_id) == bindparam("lot_id"))
+# What a scanned code names, by kind: Core statements built once with bound parameters (a scan pays neither a
+# statement's construction nor its cache key), one query each; their rows become model instances without the
+# ORM's loading (model_construct: a tenth of its cost; the rows come from the database, valid already).
+_LOTS = SQLModel.metadata.tables[str(Lot.__tablename__)]
+_PARCELS = SQLModel.metadata.tables[str(Parcel.__tablename__)]
+_UNITS = SQLModel.metadata.tables[str(Unit.__tablename__)]
+_SCANNED_LOT = sql_select(*_LOTS.c).where(_LOTS.c.lot_id == bindparam("lot_id"))
 _SCANNED_PARCEL = (
-    select(Parcel, Lot).join(Lot, col(Lot.id) == Parcel.lot_pk).where(col(Parcel.sscc) == bindparam("sscc"))
+    sql_select(*_PARCELS.c, *_LOTS.c)
+    .join_from(_PARCELS, _LOTS, _LOTS.c.id == _PARCELS.c.lot_pk)
+    .where(_PARCELS.c.sscc == bindparam("sscc"))
 )
 _SCANNED_UNIT = (
-    select(Unit, Parcel, Lot)
-    .join(Parcel, col(Parcel.id) == Unit.parcel_pk)
-    .join(Lot, col(Lot.id) == Unit.lot_pk)
-    .where(col(Unit.gtin) == bindparam("gtin"), col(Unit.serial) == bindparam("serial"))
+    sql_select(*_UNITS.c, *_PARCELS.c, *_LOTS.c)
+    .join_from(_UNITS, _PARCELS, _PARCELS.c.id == _UNITS.c.parcel_pk)
+    .join(_LOTS, _LOTS.c.id == _UNITS.c.lot_pk)
+    .where(_UNITS.c.gtin == bindparam("gtin"), _UNITS.c.serial == bindparam("serial"))
 )
+
+
+def _instances(row: Sequence[Any], *models: type[SQLModel]) -> list[Any]:
+    """The model instances a joined row holds, its columns in the order of ``models``' tables."""
+    made, start = [], 0
+    for model in models:
+        keys = model.__table__.columns.keys()  # type: ignore[attr-defined]
+        made.append(model.model_construct(**dict(zip(keys, row[start : start + len(keys)], strict=True))))
+        start += len(keys)
+    return made
 
 
 def find_scanned(
     *, session: Session, ref: identifiers.LotRef | identifiers.ParcelRef | identifiers.UnitRef
 ) -> tuple[Lot, Parcel | None, Unit | None]:
-    """The lot, parcel (None for a lot's code) and unit (None unless a unit's) a parsed Digital Link names;
-    raises NotFound."""
+    """The lot, parcel (None for a lot's code) and unit (None unless a unit's) a parsed Digital Link names,
+    as read now (detached from ``session``: to read, not to change); raises NotFound."""
+    connection = session.connection()
     if isinstance(ref, identifiers.ParcelRef):
-        row = session.execute(_SCANNED_PARCEL, {"sscc": ref.sscc}).first()
+        row = connection.execute(_SCANNED_PARCEL, {"sscc": ref.sscc}).first()
         if row is None:
             raise NotFound("parcel", ref.sscc)
-        return row[1], row[0], None
+        parcel, lot = _instances(row, Parcel, Lot)
+        return lot, parcel, None
     if isinstance(ref, identifiers.UnitRef):
-        found = session.execute(_SCANNED_UNIT, {"gtin": ref.gtin, "serial": ref.serial}).first()
-        if found is None:
+        row = connection.execute(_SCANNED_UNIT, {"gtin": ref.gtin, "serial": ref.serial}).first()
+        if row is None:
             raise NotFound("unit", identifiers.unit_path(ref.gtin, ref.serial))
-        return found[2], found[1], found[0]
+        unit, parcel, lot = _instances(row, Unit, Parcel, Lot)
+        return lot, parcel, unit
     lot_id = "0x" + identifiers.lot_id(ref.gtin, ref.lot).hex()
-    lot = session.execute(_SCANNED_LOT, {"lot_id": lot_id}).scalar_one_or_none()
-    if lot is None:
+    row = connection.execute(_SCANNED_LOT, {"lot_id": lot_id}).first()
+    if row is None:
         raise NotFound("lot", lot_id)
+    (lot,) = _instances(row, Lot)
     return lot, None, None
 
 
