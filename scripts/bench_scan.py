@@ -22,8 +22,14 @@ to stderr; "service CPU" is the service process's CPU time (all its threads) per
 its parent process); "service CPU" then sums the parent and its workers. ``--workdir DIR`` keeps the store and the
 chain in DIR and reuses them on the next invocation (no filling); ``--modes`` and ``--runs`` pick what is measured.
 
+The ``json`` and ``html`` runs are closed loops (each connection sends its next request when answered): their
+throughput is the most the service answers, and their latency is mostly the queue that load builds (16
+connections at 1,000 scans/s wait 16 ms on average). The ``json-paced`` run offers a fixed ``--rate`` instead, on
+many mostly idle connections: its p50/p99 are the latency a scan sees at that rate.
+
 Usage: scripts/bench_scan [--lots N] [--parcels P] [--seconds S] [--connections C] [--workers N] [--database URL]
-                          [--modes cached,uncached] [--runs json,html,json-light] [--workdir DIR] [--keep]
+                          [--rate R] [--paced-connections C] [--modes cached,uncached]
+                          [--runs json,json-paced,html,json-light] [--workdir DIR] [--keep]
 """
 
 from __future__ import annotations
@@ -53,17 +59,42 @@ from bench_ingest import GTIN, SHELF, ZONE, Deployment, _declare, log, observati
 
 from tracer import identifiers  # noqa: E402
 
+WRK_THREADS = 2
 CACHED = {"TRACER_SCAN_CHECK_SECONDS": "0.25"}
 UNCACHED = {"TRACER_SCAN_CHECK_SECONDS": "0"}
 WRK_SCRIPT = """
 local paths = {}
 for line in io.lines(os.getenv("SCAN_PATHS")) do paths[#paths + 1] = line end
 local accept = os.getenv("SCAN_ACCEPT")
+local rate = tonumber(os.getenv("SCAN_RATE") or "0")  -- requests per second offered in all; 0: as fast as answered
 local threads = 0
 
 function setup(thread)
   threads = threads + 1
   thread:set("position", math.floor(#paths * (threads - 1) / 4))
+  if rate > 0 then
+    thread:set("interval", tonumber(os.getenv("SCAN_THREADS")) * 1000 / rate)  -- ms between this thread's sends
+  end
+end
+
+-- The paced run: each thread sends on a fixed schedule (one request every `interval` ms, on whichever of its
+-- connections is free), whatever the answers' latency, so that latency is measured at the offered rate and not
+-- at the rate the server's answers allow (which is what a closed loop measures). wrk calls delay() before each
+-- request after a connection's first; LuaJIT's ffi reads the monotonic clock.
+local ffi = require("ffi")
+ffi.cdef[[
+  typedef struct { long tv_sec; long tv_nsec; } bench_timespec;
+  int clock_gettime(int clock, bench_timespec *now);
+]]
+local clock = ffi.new("bench_timespec")
+local due = nil
+
+function delay()
+  if interval == nil then return 0 end
+  ffi.C.clock_gettime(1, clock)  -- CLOCK_MONOTONIC
+  local now = tonumber(clock.tv_sec) * 1000 + tonumber(clock.tv_nsec) / 1e6
+  due = math.max(due or now, now - 1000) + interval  -- never more than a second of sends owed at once
+  return math.max(0, due - now)
 end
 
 function request()
@@ -226,16 +257,19 @@ def descendants(pid: int) -> list[int]:
     return found
 
 
-def run_wrk(wrk: str, deployment: ScanDeployment, accept: str, seconds: int, connections: int) -> dict[str, Any]:
-    """One wrk run of ``seconds`` over the shuffled codes in the work directory; its figures, with the CPU time
-    the service process spent per scan."""
+def run_wrk(
+    wrk: str, deployment: ScanDeployment, accept: str, seconds: int, connections: int, rate: int = 0
+) -> dict[str, Any]:
+    """One wrk run of ``seconds`` over the shuffled codes in the work directory (``rate`` > 0: offered at that many
+    requests a second); its figures, with the CPU time the service process spent per scan."""
     workdir, url = deployment.workdir, deployment.url
     assert deployment.process is not None
     cpu_before = cpu_seconds(deployment.process.pid)
     script = workdir / "scan.lua"
     script.write_text(WRK_SCRIPT)
     env = {**os.environ, "SCAN_PATHS": str(workdir / "paths.txt"), "SCAN_ACCEPT": accept}
-    command = [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
+    env.update(SCAN_RATE=str(rate), SCAN_THREADS=str(WRK_THREADS))
+    command = [wrk, f"-t{WRK_THREADS}", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
     output = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     line = next(line for line in output.splitlines() if line.startswith("RESULT "))
     result: dict[str, Any] = json.loads(line.removeprefix("RESULT "))
@@ -283,12 +317,13 @@ def measure(
     try:
         figures["first"] = {"per_s": first_scans(deployment.url, numbers)}
         log(f"  first scan of every lot: {figures['first']['per_s']:.0f} scans/s")
-        runs = (("json", "application/json", args.connections), ("html", "text/html", args.connections),
-                ("json-light", "application/json", 2))  # fmt: skip
-        for kind, accept, connections in (run for run in runs if run[0] in args.runs):
-            run_wrk(wrk, deployment, accept, args.warmup, connections)
-            figures[kind] = run_wrk(wrk, deployment, accept, args.seconds, connections)
-            log(f"  {kind}: {figures[kind]['per_s']:.0f} scans/s")
+        runs = (("json", "application/json", args.connections, 0), ("html", "text/html", args.connections, 0),
+                ("json-light", "application/json", 2, 0),
+                ("json-paced", "application/json", args.paced_connections, args.rate))  # fmt: skip
+        for kind, accept, connections, rate in (run for run in runs if run[0] in args.runs):
+            run_wrk(wrk, deployment, accept, args.warmup, connections, rate)
+            figures[kind] = run_wrk(wrk, deployment, accept, args.seconds, connections, rate)
+            log(f"  {kind}: {figures[kind]['per_s']:.0f} scans/s, p99 {figures[kind]['p99_us'] / 1000:.1f} ms")
     finally:
         stop.set()
         writer.join()
@@ -302,10 +337,16 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=20, help="length of each measured wrk run")
     parser.add_argument("--warmup", type=int, default=5, help="length of the wrk run before each measured one")
     parser.add_argument("--connections", type=int, default=16, help="wrk's open connections")
+    parser.add_argument("--rate", type=int, default=1000, help="scans per second the paced run offers")
+    parser.add_argument(
+        "--paced-connections", type=int, default=64, help="wrk's open connections in the paced run (mostly idle)"
+    )
     parser.add_argument("--database", default=None, help="TRACER_DATABASE_URL of the service (default SQLite)")
     parser.add_argument("--workers", type=int, default=None, help="the service's TRACER_WEB_WORKERS (its default)")
     parser.add_argument("--modes", default="cached,uncached", help="which of cached,uncached to measure")
-    parser.add_argument("--runs", default="json,html,json-light", help="which of json,html,json-light to measure")
+    parser.add_argument(
+        "--runs", default="json,json-paced,html,json-light", help="which of json,json-paced,html,json-light to measure"
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="keep the store here and reuse it when filled")
     parser.add_argument("--keep", action="store_true", help="keep the work directory (logs, database)")
     args = parser.parse_args()
@@ -350,8 +391,9 @@ def main() -> int:
             f"first JSON scan of each of the {len(numbers)} lots, {mode}: {results[mode]['first']['per_s']:.0f} scans/s"
         )
     print(
-        f"wrk -t2 -c{args.connections} (light: -c2), {args.seconds} s per run after {args.warmup} s of warm-up; "
-        "a capture every 100 ms meanwhile"
+        f"wrk -t{WRK_THREADS} -c{args.connections} (light: -c2; paced: -c{args.paced_connections} offering "
+        f"{args.rate} scans/s), {args.seconds} s per run after {args.warmup} s of warm-up; a capture every 100 ms "
+        "meanwhile"
     )
     print(
         f"{'':28} {'scans/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'non-2xx':>8} {'socket err':>10} "

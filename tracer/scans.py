@@ -37,14 +37,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, and_, bindparam, case, insert
+from sqlalchemy import Connection, Engine, and_, bindparam, case, insert
 from sqlalchemy import select as sql_select
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, func
 
 from tracer.exceptions import Conflict, InvalidInput, WouldBlock
-from tracer.store.database import READ_ONLY, get_meta, set_meta
-from tracer.store.models import ScanClaim, ScanRecord
+from tracer.store.database import READ_ONLY
+from tracer.store.models import Meta, ScanClaim, ScanRecord
 
 DEVICE_THRESHOLD = 5
 """A code scanned by more than this many distinct devices gets a clone warning."""
@@ -57,22 +57,22 @@ _SALT_KEY = "scan_device_salt"
 log = logging.getLogger(__name__)
 
 
-def device_hash(*, session: Session, fingerprint: str, may_block: bool = True) -> str:
+def device_hash(*, connection: Connection, fingerprint: str, may_block: bool = True) -> str:
     """The salted hash (32 hex digits) under which scans of the device ``fingerprint`` are recorded.
 
     The secret is created on first use and kept in the ``meta`` table; the caller commits. With ``may_block``
     false, WouldBlock instead of creating it (a write).
     """
-    bind = session.get_bind()
+    bind = connection.engine
     salt = _SALTS.get(bind)
     if salt is None:
-        salt = get_meta(session, _SALT_KEY)
+        salt = connection.execute(_SALT_READ).scalar_one_or_none()
         if salt is not None:
             _SALTS[bind] = salt  # committed: it stands (one just made is remembered once read back committed)
         elif not may_block:
             raise WouldBlock("the device hashes' secret is to be created")
         else:
-            salt = _new_salt(session)
+            salt = _new_salt(connection)
     return hmac.new(bytes.fromhex(salt), fingerprint.encode(), hashlib.sha256).hexdigest()[:32]
 
 
@@ -81,21 +81,19 @@ def device_hash(*, session: Session, fingerprint: str, may_block: bool = True) -
 _SALTS: weakref.WeakKeyDictionary[object, str] = weakref.WeakKeyDictionary()
 
 
-def _new_salt(session: Session) -> str:
-    salt = secrets.token_hex(32)
-    bind = session.get_bind()
-    if isinstance(bind, Engine) and bind.get_execution_options().get(READ_ONLY):
-        # A scan's session only reads: the secret is made once, in a write transaction of its own.
-        with Session(bind.execution_options(**{READ_ONLY: False})) as writing:
+def _new_salt(connection: Connection) -> str:
+    if connection.get_execution_options().get(READ_ONLY):
+        # A scan's connection only reads: the secret is made once, in a write transaction of its own.
+        with connection.engine.execution_options(**{READ_ONLY: False}).connect() as writing:
             salt = _new_salt(writing)
             writing.commit()
         return salt
+    salt = secrets.token_hex(32)
     try:
-        with session.begin_nested():
-            set_meta(session, _SALT_KEY, salt)
+        with connection.begin_nested():
+            connection.execute(insert(_META).values(key=_SALT_KEY, value=salt))
     except IntegrityError:  # another request created it first
-        stored = get_meta(session, _SALT_KEY)
-        assert stored is not None
+        stored: str = connection.execute(_SALT_READ).scalar_one()
         return stored
     return salt
 
@@ -202,11 +200,11 @@ class ScanSummary:
         }
 
 
-def summarise(*, session: Session, subject: str, device: str | None = None) -> ScanSummary:
+def summarise(*, connection: Connection, subject: str, device: str | None = None) -> ScanSummary:
     """The scans of ``subject`` as the device ``device`` (a hash, or None) sees them (one statement)."""
-    count, devices, first, claimed_at, claimed_by, after_claim, seen = (
-        session.connection().execute(_SUMMARY, {"subject": subject, "device": device}).one()
-    )
+    count, devices, first, claimed_at, claimed_by, after_claim, seen = connection.execute(
+        _SUMMARY, {"subject": subject, "device": device}
+    ).one()
     return _summary(
         ScanSummary(
             scan_count=count,
@@ -274,19 +272,19 @@ class ScanLog:
     def summarise_scan(
         self,
         *,
-        session: Session,
+        connection: Connection,
         subject: str,
         device: str,
         latitude: float | None = None,
         longitude: float | None = None,
     ) -> tuple[ScanSummary, PendingScan]:
-        """The scans of ``subject`` as ``device`` sees them with one more by it now: ``session``'s summary (its
+        """The scans of ``subject`` as ``device`` sees them with one more by it now: ``connection``'s summary (its
         view of the committed scans) and this one; and that scan's record, for ``record`` once the scan is
-        answered. Call ``settle(subject)`` before ``session`` first reads, so that its snapshot holds this
+        answered. Call ``settle(subject)`` before ``connection`` first reads, so that its snapshot holds this
         process's earlier scans of the code."""
         lat, lon = coarse_location(latitude, longitude)
         at = _now()
-        summary = summarise(session=session, subject=subject, device=device).with_scan(device=device, at=at)
+        summary = summarise(connection=connection, subject=subject, device=device).with_scan(device=device, at=at)
         return summary, PendingScan(subject=subject, device_hash=device, latitude=lat, longitude=lon, scanned_at=at)
 
     def record(self, scan: PendingScan, *, may_block: bool = True) -> None:
@@ -378,6 +376,8 @@ class ScanLog:
 # Built once: the hot path of every parcel or unit scan. Core statements (no ORM unit of work or identity map:
 # ~5x cheaper per scan); the claim is read in the same statement as the counts.
 _RECORDS = SQLModel.metadata.tables[str(ScanRecord.__tablename__)]
+_META = SQLModel.metadata.tables[str(Meta.__tablename__)]
+_SALT_READ = sql_select(_META.c.value).where(_META.c.key == _SALT_KEY)
 _CLAIMS = SQLModel.metadata.tables[str(ScanClaim.__tablename__)]
 _RECORD = insert(_RECORDS).values(
     subject=bindparam("subject"),

@@ -11,7 +11,7 @@ from typing import Any, Protocol, cast
 from urllib.parse import unquote
 
 from pydantic import BaseModel
-from sqlalchemy import bindparam
+from sqlalchemy import Connection, bindparam
 from sqlalchemy import select as sql_select
 from sqlmodel import Session, SQLModel, col, select
 
@@ -152,9 +152,9 @@ _SCAN_EVENTS = (
 )
 
 
-def scan_events(*, session: Session, lot: Lot) -> list[ShownEvent]:
+def scan_events(*, connection: Connection, lot: Lot) -> list[ShownEvent]:
     """Every accepted event of ``lot``'s chain in sequence order, as rows of the columns a scan needs."""
-    return cast("list[ShownEvent]", list(session.connection().execute(_SCAN_EVENTS, {"lot_pk": lot.id})))
+    return cast("list[ShownEvent]", list(connection.execute(_SCAN_EVENTS, {"lot_pk": lot.id})))
 
 
 # What a scanned code names, by kind: Core statements built once with bound parameters (a scan pays neither a
@@ -188,11 +188,10 @@ def _instances(row: Sequence[Any], *models: type[SQLModel]) -> list[Any]:
 
 
 def find_scanned(
-    *, session: Session, ref: identifiers.LotRef | identifiers.ParcelRef | identifiers.UnitRef
+    *, connection: Connection, ref: identifiers.LotRef | identifiers.ParcelRef | identifiers.UnitRef
 ) -> tuple[Lot, Parcel | None, Unit | None]:
     """The lot, parcel (None for a lot's code) and unit (None unless a unit's) a parsed Digital Link names,
-    as read now (detached from ``session``: to read, not to change); raises NotFound."""
-    connection = session.connection()
+    as read now (in no session: to read, not to change); raises NotFound."""
     if isinstance(ref, identifiers.ParcelRef):
         row = connection.execute(_SCANNED_PARCEL, {"sscc": ref.sscc}).first()
         if row is None:
@@ -215,7 +214,7 @@ def find_scanned(
 
 def scan_document(
     *,
-    session: Session,
+    connection: Connection,
     client: ChainClient,
     public_url: str,
     lot: Lot,
@@ -235,9 +234,9 @@ def scan_document(
     instead of asking the node anything: the caches must answer (the scan runs on the event loop).
     """
     path = subject_path(lot=lot, parcel=parcel, unit=unit)
-    events = scan_events(session=session, lot=lot)
+    events = scan_events(connection=connection, lot=lot)
     # End the read before asking the node: a slow or absent node must not hold the database's lock.
-    session.commit()
+    connection.commit()
     verification = verify_events(client=client, lot_id=lot.lot_id, events=events, cache=cache, may_block=may_block)
     checks = {check.seq: check.status.value for check in verification.checks}
     reachable = verification.status is not Status.UNVERIFIABLE

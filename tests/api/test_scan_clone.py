@@ -147,10 +147,10 @@ def test_summary_counts_only_other_devices_after_the_claim(journey: Journey) -> 
         session.add(ScanClaim(subject="/00/x", device_hash="a" * 32, claimed_at=start + timedelta(minutes=2)))
         scans.record_scan(session=session, subject="/00/x", device="a" * 32, at=start + timedelta(minutes=3))
         session.commit()
-        quiet = scans.summarise(session=session, subject="/00/x", device="a" * 32)
+        quiet = scans.summarise(connection=session.connection(), subject="/00/x", device="a" * 32)
         assert quiet.warning is None and quiet.scan_count == 3 and quiet.distinct_devices == 2
         scans.record_scan(session=session, subject="/00/x", device="b" * 32, at=start + timedelta(minutes=4))
         session.commit()
-        loud = scans.summarise(session=session, subject="/00/x")
+        loud = scans.summarise(connection=session.connection(), subject="/00/x")
         assert loud.warning == "scanned_after_claim" and loud.scans_after_claim_by_others == 1
         assert loud.first_scan_at == start

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from sqlalchemy import Boolean, Column, Index, Text, UniqueConstraint, false
+from sqlalchemy.orm import configure_mappers
 from sqlmodel import Field, SQLModel
 
 
@@ -229,3 +230,8 @@ class ScanClaim(SQLModel, table=True):
     subject: str = Field(primary_key=True, max_length=200)
     claimed_at: datetime = Field(default_factory=utcnow)
     device_hash: str = Field(max_length=32)
+
+
+# Mapped now, not at the first ORM query: instances made without one (model_construct, as the scans make them
+# from Core rows) need their attributes instrumented.
+configure_mappers()
