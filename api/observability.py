@@ -9,7 +9,6 @@ document that names it, so a user's report finds its traceback.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -21,6 +20,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, Any
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from prometheus_client import CollectorRegistry, Histogram
@@ -100,7 +100,7 @@ class JsonFormatter(logging.Formatter):
             line["exception"] = self.formatException(record.exc_info)
         if record.stack_info:
             line["stack"] = self.formatStack(record.stack_info)
-        return json.dumps(line, ensure_ascii=False, default=str)
+        return orjson.dumps(line, default=str).decode()  # UTF-8 as is; a line per request: json's ~4x cost
 
 
 PLAIN_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"
