@@ -17,7 +17,7 @@ import time
 
 import uvicorn
 
-from api.main import create_app
+from api.main import create_app, tune_garbage_collector
 from api.observability import configure_logging
 from api.workers import WORKERS_ENV, default_workers, serve
 from tracer.chain.anvil import AnvilSupervisor
@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             serve(service, workers=args.workers, host="127.0.0.1", port=settings.port, json_logs=json_logs)
             return 0
         app = create_app(service)
+        tune_garbage_collector()
         # Our logging, not uvicorn's: its lines go through the same handler, and the request middleware writes
         # the access line (with the request id, route and duration) instead of uvicorn's.
         uvicorn.run(app, host="127.0.0.1", port=settings.port, log_level="info", log_config=None, access_log=False)

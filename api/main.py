@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -49,3 +50,22 @@ def create_app(service: Service, *, run_writer: bool = True) -> FastAPI:
     app.include_router(epcis.router)
     app.include_router(audit.router)
     return app
+
+
+GC_THRESHOLDS = (10_000, 50, 100)
+"""The cyclic collector's thresholds while serving (Python's default: 700, 10, 10)."""
+
+
+def tune_garbage_collector() -> None:
+    """Fewer, shorter pauses of the cyclic garbage collector in a process that serves (``python -m api`` and its
+    workers call it once the app is built; not the tests, whose many apps would stay frozen).
+
+    A full collection walks every live object: with the scan caches filled, 137 ms in one measured run, during
+    which the process answers nothing (at 500 scans/s a worker, some 70 of them late by that much). The objects
+    of the start-up (modules, schemas, the contract's ABI) are frozen out of the collections, and the young
+    generations are collected less often, so that a full collection is rare; a request's reference cycles die
+    in the young generations, as before.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)

@@ -33,7 +33,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.supervisors import Multiprocess
 
-from api.main import create_app
+from api.main import create_app, tune_garbage_collector
 from api.observability import METRICS_DIR_ENV, configure_logging
 from tracer.chain.supervisor import _terminate_with_parent  # the anvil's guard: SIGTERM when the parent dies
 from tracer.config import Settings
@@ -93,4 +93,6 @@ def worker_app() -> FastAPI:
     # worker's logging ran before this one and would otherwise be undone by it).
     logging.getLogger("uvicorn.access").propagate = False
     service = open_service(Settings(), attach=True)
-    return create_app(service, run_writer=False)
+    app = create_app(service, run_writer=False)
+    tune_garbage_collector()
+    return app

@@ -55,6 +55,12 @@ MAX_CACHED_HASHES = 500_000
 _REMEMBERED_BUMPS = 64  # a read that spans more of the view's changes than this is not stored
 
 
+def staleness_bound(check_seconds: float) -> float:
+    """The oldest a ``ChainView``'s tip may be when a scan answers from it (the check interval ``check_seconds``):
+    1 s, or four intervals when that is longer."""
+    return max(1.0, 4 * check_seconds)
+
+
 @dataclass(frozen=True)
 class Tip:
     """The block a ``ChainView``'s entries were read at."""
@@ -72,7 +78,7 @@ class ChainView:
     def __init__(self, client: ChainClient, *, check_seconds: float, max_age_seconds: float | None = None) -> None:
         self.client = client
         self.check_seconds = check_seconds
-        self.max_age_seconds = max(1.0, 4 * check_seconds) if max_age_seconds is None else max_age_seconds
+        self.max_age_seconds = staleness_bound(check_seconds) if max_age_seconds is None else max_age_seconds
         self._lock = threading.Lock()  # held while the tip moves (and while a read is stored)
         self._checking = False  # a background check is under way (guarded by _lock's sibling below)
         self._checking_guard = threading.Lock()

@@ -18,6 +18,7 @@ import pytest
 from tracer import identifiers
 from tracer.chain.supervisor import free_port, port_in_use
 from tracer.config import PROJECT_ROOT, Settings
+from tracer.scan_cache import staleness_bound
 
 pytestmark = pytest.mark.anvil
 
@@ -178,9 +179,9 @@ def test_the_node_stopping_scans_unverifiable(service: Service) -> None:
     assert anvil is not None
     os.kill(anvil, signal.SIGKILL)
     _wait_port_free(service.chain_port)
-    # The scan caches ask the node at most every TRACER_SCAN_CHECK_SECONDS (docs/scan.md, "Verification caches"):
+    # The scan caches answer from a chain head at most staleness_bound old (docs/scan.md, "Verification caches"):
     # past that bound a node that went away must read unverifiable, never a cached verified.
-    time.sleep(Settings.model_fields["scan_check_seconds"].default + 0.1)
+    time.sleep(staleness_bound(Settings.model_fields["scan_check_seconds"].default) + 0.1)
     assert service.scan(scan_url)["verification"]["status"] == "unverifiable"
     health = httpx.get(f"http://127.0.0.1:{service.port}/healthz", timeout=5)
     assert health.status_code == 200 and health.json()["status"] == "degraded"
