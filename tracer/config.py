@@ -50,9 +50,10 @@ class Settings(BaseSettings):
     rate_limit_address_per_second: float = Field(default=2000.0, ge=0)
     rate_limit_address_burst: int = Field(default=10000, ge=1)
 
-    # How often a scan checks the chain's head for its cached per-lot logs (tracer.scan_cache, docs/scan.md): the
-    # longest a reorg or a node gone down can go unseen by scans. 0 turns the scan caches off (every scan reads
-    # the lot's logs and hashes its events afresh, the benchmark's baseline).
+    # How often the chain's head is checked for the scans' cached per-lot logs (tracer.scan_cache, docs/scan.md).
+    # A reorg or a node gone down goes unseen by scans for this long plus the check, and never longer than
+    # staleness_bound (1 s, or 4 intervals). 0 turns the scan caches off (every scan reads the lot's logs and
+    # hashes its events afresh, the benchmark's baseline).
     scan_check_seconds: float = Field(default=0.25, ge=0, le=5)
 
     # What one request may carry (docs/api.md, "Limits"); past them it is refused before any work is done.

@@ -135,17 +135,20 @@ class ChainView:
         self._changes.pop(self._generation - _REMEMBERED_BUMPS, None)
 
     def _check(self, *, force: bool, may_block: bool = True) -> tuple[Tip, int]:
+        # Unlocked, the generation first: a move of the tip bumps it before it moves the tip, so a read made at a
+        # tip older than the generation returned is never stored (_untouched_since sees the bump).
+        generation = self._generation
         tip = self._tip
         if tip is not None and not force:
             age = time.monotonic() - self._checked_at
             if age < self.check_seconds:
-                return tip, self._generation
+                return tip, generation
             if age < self.max_age_seconds:
                 # Due: a background thread asks the node while this scan goes on with the tip it has. Asked here
                 # it held up the scan, and, in a thread beside a busy event loop, waited for the GIL on every
                 # socket call: hundreds of milliseconds.
                 self._check_in_background()
-                return tip, self._generation
+                return tip, generation
         if not may_block:
             raise WouldBlock("the chain's head must be checked first")
         with self._lock:
@@ -153,12 +156,14 @@ class ChainView:
             if tip is not None and not force and time.monotonic() - self._checked_at < self.check_seconds:
                 return tip, self._generation  # another thread checked while this one waited
             try:
-                self._advance()
+                new_blocks = self._advance()
             except ChainUnavailable:
                 self._forget()
                 raise
             assert self._tip is not None
-            return self._tip, self._generation
+            tip, generation = self._tip, self._generation
+        block_times(self.client, new_blocks)  # display only: not under the lock
+        return tip, generation
 
     def _check_in_background(self) -> None:
         with self._checking_guard:
@@ -169,9 +174,11 @@ class ChainView:
 
     def _background_check(self) -> None:
         try:
+            new_blocks: list[str] = []
             with self._lock:
                 if time.monotonic() - self._checked_at >= self.check_seconds:
-                    self._advance()
+                    new_blocks = self._advance()
+            block_times(self.client, new_blocks)
         except ChainUnavailable:
             with self._lock:
                 self._forget()  # the next scans ask the node themselves, and read unverifiable if it is gone
@@ -183,20 +190,21 @@ class ChainView:
             with self._checking_guard:
                 self._checking = False
 
-    def _advance(self) -> None:
-        """Moves the tip to the node's latest block, dropping what the move may have made stale (lock held)."""
+    def _advance(self) -> list[str]:
+        """Moves the tip to the node's latest block, dropping what the move may have made stale (lock held);
+        returns the blocks holding the registry's new logs, whose times the scans will show."""
         checked_at = time.monotonic()
         number = self.client.latest_block()
         latest = Tip(number, self.client.block_hash(number))
         old = self._tip
+        new_blocks: list[str] = []
         if old is None or latest == old:
             pass
         elif latest.number >= old.number and self._canonical(old):
             grown: dict[bytes, list[RecordedEvent]] = {}
             for event in self.client.recorded_events(from_block=old.number + 1, to_block=latest.number):
                 grown.setdefault(event.lot_id, []).append(event)
-            # The scans of these lots show their events' times: read now, not by each scan (and each process).
-            block_times(self.client, (e.block_hash.hex() for events in grown.values() for e in events))
+                new_blocks.append(event.block_hash.hex())
             if grown:
                 self._bump(frozenset(grown))  # a read of one of these lots started at the old tip lacks them
             for lot_id, events in grown.items():
@@ -206,6 +214,7 @@ class ChainView:
             self._forget()  # a reorg: any entry may hold logs of blocks no longer canonical
         self._tip = latest
         self._checked_at = checked_at
+        return new_blocks
 
     def _canonical(self, tip: Tip) -> bool:
         try:

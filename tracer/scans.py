@@ -250,11 +250,12 @@ class ScanLog:
     a time. The records are written within ``GATHER_SECONDS`` and a commit; ``settle`` lets a scan wait for its
     own code's earlier records (one device scanning twice sees both), ``flush`` for all, and ``close`` writes
     what is left. A batch the database refuses is retried; the queue is bounded, and a full one makes scans wait
-    rather than lose records. What a hard kill can lose: the records of the last moment's scans, never an
-    event.
+    (``FULL_WAIT_SECONDS``, then the record is dropped and logged: the database has refused writes all along).
+    What a hard kill can lose: the records of the last moment's scans, never an event.
     """
 
     MAX_QUEUED = 20_000
+    FULL_WAIT_SECONDS = 5.0
     RETRY_SECONDS = 0.5
     GATHER_SECONDS = 0.05
     """How long the thread lets records gather before it writes them: a transaction per record cost more CPU
@@ -263,9 +264,10 @@ class ScanLog:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._changed = threading.Condition()
-        self._queue: list[PendingScan] = []
-        self._unwritten: dict[str, int] = {}  # subject -> its records queued or being written
-        self._writing = 0  # records of the batch being written
+        self._queue: list[tuple[int, PendingScan]] = []  # (sequence number, record), in order
+        self._queued = 0  # sequence number of the newest record queued
+        self._committed = 0  # every record up to this sequence number is committed (or given up)
+        self._newest: dict[str, int] = {}  # subject -> its newest record's sequence number, until committed
         self._thread: threading.Thread | None = None
         self._closing = False
 
@@ -288,15 +290,20 @@ class ScanLog:
         return summary, PendingScan(subject=subject, device_hash=device, latitude=lat, longitude=lon, scanned_at=at)
 
     def record(self, scan: PendingScan, *, may_block: bool = True) -> None:
-        """Queues ``scan``'s record; while the queue is full this waits for room (``may_block`` false: raises
-        WouldBlock, nothing queued)."""
+        """Queues ``scan``'s record. While the queue is full (the database has refused the records for a while)
+        this waits up to ``FULL_WAIT_SECONDS`` for room, then drops the record and logs it; ``may_block`` false:
+        raises WouldBlock at once, nothing queued."""
         with self._changed:
             if len(self._queue) >= self.MAX_QUEUED:
                 if not may_block:
                     raise WouldBlock(f"{len(self._queue)} scan records wait to be written")
-                self._changed.wait_for(lambda: len(self._queue) < self.MAX_QUEUED)
-            self._queue.append(scan)
-            self._unwritten[scan.subject] = self._unwritten.get(scan.subject, 0) + 1
+                if not self._changed.wait_for(lambda: len(self._queue) < self.MAX_QUEUED, self.FULL_WAIT_SECONDS):
+                    log.error("a scan of %s is not recorded: %d records wait for the database", scan.subject,
+                              len(self._queue))  # fmt: skip
+                    return
+            self._queued += 1
+            self._queue.append((self._queued, scan))
+            self._newest[scan.subject] = self._queued
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="scan-log", daemon=True)
                 self._thread.start()
@@ -304,18 +311,21 @@ class ScanLog:
                 self._changed.notify_all()  # the thread may be waiting for work; else it finds this one next
 
     def settled(self, subject: str) -> bool:
-        """True when this process has no record of ``subject`` waiting to be committed."""
-        return not self._unwritten.get(subject)
+        """True when every record of ``subject`` this process has queued is committed."""
+        return self._newest.get(subject, 0) <= self._committed
 
-    def settle(self, subject: str, timeout: float = 10.0) -> None:
-        """Waits until this process's queued records of ``subject`` are committed (at most ``timeout`` s)."""
+    def settle(self, subject: str, timeout: float = 2.0) -> None:
+        """Waits (at most ``timeout`` s: it is for accurate counts, not for correctness) until the records of
+        ``subject`` queued so far are committed; records queued meanwhile are not waited for."""
         with self._changed:
-            self._changed.wait_for(lambda: self.settled(subject), timeout)
+            target = self._newest.get(subject, 0)
+            self._changed.wait_for(lambda: self._committed >= target, timeout)
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Waits until every record queued so far is committed; False when ``timeout`` ran out first."""
         with self._changed:
-            return self._changed.wait_for(lambda: not self._queue and not self._writing, timeout)
+            target = self._queued
+            return self._changed.wait_for(lambda: self._committed >= target, timeout)
 
     def close(self) -> None:
         """Commits what is queued and stops the thread (a later record starts it again)."""
@@ -331,7 +341,7 @@ class ScanLog:
     @property
     def queued(self) -> int:
         """Records not committed yet."""
-        return len(self._queue) + self._writing
+        return self._queued - self._committed
 
     def _run(self) -> None:
         while True:
@@ -343,17 +353,16 @@ class ScanLog:
                 if not self._closing:
                     self._changed.wait(self.GATHER_SECONDS)  # only close() wakes it early
                 batch, self._queue = self._queue, []
-                self._writing = len(batch)
                 self._changed.notify_all()  # room in the queue again
-            self._write(batch)
+            try:
+                self._write([scan for _, scan in batch])
+            except Exception:  # not the database refusing (retried in _write): a bug; the thread must go on
+                log.exception("%d scan records could not be written", len(batch))
             with self._changed:
-                self._writing = 0
-                for scan in batch:
-                    left = self._unwritten[scan.subject] - 1
-                    if left:
-                        self._unwritten[scan.subject] = left
-                    else:
-                        del self._unwritten[scan.subject]
+                self._committed = batch[-1][0]
+                for _, scan in batch:
+                    if self._newest.get(scan.subject, 0) <= self._committed:
+                        self._newest.pop(scan.subject, None)
                 self._changed.notify_all()
 
     def _write(self, batch: list[PendingScan]) -> None:

@@ -227,16 +227,18 @@ def scan_document(
     """The scan JSON of a lot, of a parcel split from it, or of a unit packed into that parcel (its journey
     is its parcel's), verified against the chain now.
 
-    ``scans`` (for a parcel or unit) adds the ``scans`` object and fills ``clone_warning``; each event carries
-    ``check``, its own verdict, and ``recordedAt``, the time of its block when the node answered. ``cache``
-    spares re-reading the chain and re-hashing unchanged events, and re-shaping a lot's events when neither
-    their rows nor their verdicts changed (``tracer.scan_cache``). With ``may_block`` false it raises WouldBlock
-    instead of asking the node anything: the caches must answer (the scan runs on the event loop).
+    ``connection`` is closed once the lot's events are read. ``scans`` (for a parcel or unit) adds the ``scans``
+    object and fills ``clone_warning``; each event carries ``check``, its own verdict, and ``recordedAt``, the
+    time of its block when the node answered. ``cache`` spares re-reading the chain and re-hashing unchanged
+    events, and re-shaping a lot's events when neither their rows nor their verdicts changed
+    (``tracer.scan_cache``). With ``may_block`` false it raises WouldBlock instead of asking the node anything:
+    the caches must answer (the scan runs on the event loop).
     """
     path = subject_path(lot=lot, parcel=parcel, unit=unit)
     events = scan_events(connection=connection, lot=lot)
-    # End the read before asking the node: a slow or absent node must not hold the database's lock.
-    connection.commit()
+    # Done with the database before asking the node: a slow or absent node must hold neither the database's lock
+    # nor a connection of the pool (scans waiting on a dead node would take them all, and everything waits).
+    connection.close()
     verification = verify_events(client=client, lot_id=lot.lot_id, events=events, cache=cache, may_block=may_block)
     checks = {check.seq: check.status.value for check in verification.checks}
     reachable = verification.status is not Status.UNVERIFIABLE

@@ -1,5 +1,6 @@
 """The scan caches (tracer.scan_cache) stay honest: a tampered row, a reorg or a node gone down is seen by the next
-scan (at once, or within the documented check interval), and a freshly anchored event is never stale."""
+scan (at once, or within the documented bound), and a freshly anchored event is never stale; a cached scan on SQLite
+is answered on the event loop."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from hypothesis import strategies as st
 from sqlmodel import Session, select
 from web3 import Web3
 
+from api.routes import scan as scan_routes
 from tracer import identifiers
 from tracer.config import Settings
 from tracer.scan_cache import ChainView, EventHashes
@@ -110,6 +112,23 @@ def test_an_event_anchored_after_a_cached_scan_is_verified_at_once(
     verification = _verification(journey)
     assert verification["status"] == "verified" and verification["events_checked"] == 2
     assert len(reads) == 1  # the new block's log was appended to the cached one, not read again whole
+
+
+def test_a_cached_scan_on_sqlite_is_answered_on_the_event_loop(
+    journey: Journey, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _stored_lot(journey)
+    hops: list[object] = []
+    real = scan_routes.run_in_threadpool
+
+    async def counting(function: Any, *args: Any, **kwargs: Any) -> Any:
+        hops.append(function)
+        return await real(function, *args, **kwargs)
+
+    monkeypatch.setattr(scan_routes, "run_in_threadpool", counting)
+    assert _verification(journey)["status"] == "verified"
+    on_sqlite = journey.api.service.engine.dialect.name == "sqlite"
+    assert hops == ([] if on_sqlite else [scan_routes._scan_in_session])  # PostgreSQL's queries go to a thread
 
 
 def test_a_reorg_after_a_cached_scan_leaves_no_stale_verified(journey: Journey) -> None:

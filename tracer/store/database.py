@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
-
 from sqlalchemy import Engine, event, func, inspect
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, create_engine, select
@@ -64,13 +62,13 @@ def read_only(engine: Engine) -> Engine:
     """``engine`` for sessions that only read (the scans): the same pool, but on SQLite their transactions
     begin DEFERRED and never wait for the write lock. A write through it may fail with "database is locked"
     when another connection wrote meanwhile: write through ``engine`` itself. One per engine, kept."""
-    reader = _READERS.get(engine)
+    # Kept on the engine itself: the reader refers to its engine, so a weak mapping from the engine to it would
+    # keep every engine (its pool, its open files) alive.
+    reader: Engine | None = getattr(engine, "_tracer_reader", None)
     if reader is None:
-        reader = _READERS[engine] = engine.execution_options(**{READ_ONLY: True})
+        reader = engine.execution_options(**{READ_ONLY: True})
+        engine._tracer_reader = reader  # type: ignore[attr-defined]
     return reader
-
-
-_READERS: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
 
 
 def init_db(engine: Engine) -> None:
