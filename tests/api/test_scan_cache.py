@@ -131,7 +131,8 @@ def test_a_cached_scan_on_sqlite_is_answered_on_the_event_loop(
     assert hops == ([] if on_sqlite else [scan_routes._scan_in_session])  # PostgreSQL's queries go to a thread
 
 
-def test_a_reorg_after_a_cached_scan_leaves_no_stale_verified(journey: Journey) -> None:
+def _reorg_after_a_cached_scan(journey: Journey) -> None:
+    """The lot's entry anchored and scanned verified (cached), then its block replaced by a longer chain."""
     w3 = journey.api.service.client.w3
     tester = w3.provider.ethereum_tester  # type: ignore[attr-defined]
     journey.declare()
@@ -139,9 +140,12 @@ def test_a_reorg_after_a_cached_scan_leaves_no_stale_verified(journey: Journey) 
     snapshot = tester.take_snapshot()
     _enter_and_anchor(journey)
     assert _verification(journey)["status"] == "verified"
-
     tester.revert_to_snapshot(snapshot)  # the entry's block is gone; a longer chain grows in its place
     tester.mine_blocks(5)
+
+
+def test_a_reorg_after_a_cached_scan_leaves_no_stale_verified(journey: Journey) -> None:
+    _reorg_after_a_cached_scan(journey)
     time.sleep(_chain_view(journey).max_age_seconds * 1.1)  # the bound: past it a scan checks before answering
     verification = _verification(journey)
     assert verification["status"] == "tampered"
@@ -149,18 +153,9 @@ def test_a_reorg_after_a_cached_scan_leaves_no_stale_verified(journey: Journey) 
 
 
 def test_a_scan_after_the_check_interval_has_the_head_checked_in_the_background(journey: Journey) -> None:
-    w3 = journey.api.service.client.w3
-    tester = w3.provider.ethereum_tester  # type: ignore[attr-defined]
-    journey.declare()
-    journey.api.anchor()
-    snapshot = tester.take_snapshot()
-    _enter_and_anchor(journey)
-    assert _verification(journey)["status"] == "verified"
+    _reorg_after_a_cached_scan(journey)
     view = _chain_view(journey)
-    before = view.tip
-
-    tester.revert_to_snapshot(snapshot)
-    tester.mine_blocks(5)
+    before = view.tip  # the tip of the cached scan: nothing has checked the head since
     time.sleep(CHECK_SECONDS * 1.5)
     _verification(journey)  # due: this scan answers at once, with the tip it has, and starts the check
     deadline = time.monotonic() + 30  # a hang guard: the check takes milliseconds
