@@ -131,19 +131,19 @@ async def _scan(request: Request, lat: float | None, lon: float | None) -> Respo
     # node: on SQLite, whose reads are local and never wait for the write lock, it is answered right here on
     # the event loop, told not to block. The moment it would (the node must be asked, the chain's head is due
     # for a check, a record of this code is still being written) it gives up, having changed nothing, and runs
-    # again in the thread pool, where waiting is harmless: one hop for the whole scan, its session opened
+    # again in the thread pool, where waiting is harmless: one hop for the whole scan, its connection opened
     # there (FastAPI would hop per sync dependency too). The hop costs more CPU than a cached scan's work.
     service: Service = request.app.state.service
     cache = _scan_cache(request, service)
     if cache is not None and service.engine.dialect.name == "sqlite":
         try:
-            return _scan_in_session(request, service, cache, lat, lon, may_block=False)
+            return _answer_scan(request, service, cache, lat, lon, may_block=False)
         except WouldBlock:
             pass
-    return await run_in_threadpool(_scan_in_session, request, service, cache, lat, lon)
+    return await run_in_threadpool(_answer_scan, request, service, cache, lat, lon)
 
 
-def _scan_in_session(
+def _answer_scan(
     request: Request,
     service: Service,
     cache: ScanCache | None,

@@ -128,7 +128,7 @@ def test_a_cached_scan_on_sqlite_is_answered_on_the_event_loop(
     monkeypatch.setattr(scan_routes, "run_in_threadpool", counting)
     assert _verification(journey)["status"] == "verified"
     on_sqlite = journey.api.service.engine.dialect.name == "sqlite"
-    assert hops == ([] if on_sqlite else [scan_routes._scan_in_session])  # PostgreSQL's queries go to a thread
+    assert hops == ([] if on_sqlite else [scan_routes._answer_scan])  # PostgreSQL's queries go to a thread
 
 
 def _reorg_after_a_cached_scan(journey: Journey) -> None:
