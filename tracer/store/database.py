@@ -8,9 +8,6 @@ from sqlmodel import Session, SQLModel, create_engine, select
 
 from tracer.store import models
 
-SQLITE_MMAP_BYTES = 1 << 30
-"""How much of a SQLite database file its connections map into memory (address space, shared page cache)."""
-
 READ_ONLY = "tracer_read_only"
 """The execution option of ``read_only``'s engines: their SQLite transactions begin DEFERRED."""
 
@@ -39,9 +36,6 @@ def create_db_engine(url: str) -> Engine:
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
-        if not in_memory:
-            # Reads through a memory map, not a read() per page: a scan's few look-ups cost half the CPU.
-            cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
         cursor.close()
 
     @event.listens_for(engine, "begin")
