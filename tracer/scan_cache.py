@@ -97,17 +97,24 @@ class ChainView:
         return self._tip
 
     def lot_events(
-        self, lot_id: str | bytes, *, newest_stored_block: int | None = None, may_block: bool = True
+        self,
+        lot_id: str | bytes,
+        *,
+        newest_stored_block: int | None = None,
+        checked_since: float | None = None,
+        may_block: bool = True,
     ) -> list[RecordedEvent]:
         """The registry's log of ``lot_id`` as of the view's tip, from the cache when it holds it.
 
         ``newest_stored_block``: the highest block the database says the lot's events sit in; past the tip it
-        forces a check of the chain now. Raises ChainUnavailable when the node does not answer; with
+        forces a check of the chain now. ``checked_since`` (a ``time.monotonic()``): a tip whose check began
+        before it is checked again now. Raises ChainUnavailable when the node does not answer; with
         ``may_block`` false, WouldBlock instead of asking the node (or waiting for another thread's check).
         """
         key = bytes(HexBytes(lot_id))
         force = newest_stored_block is not None and (self._tip is None or newest_stored_block > self._tip.number)
-        tip, generation = self._check(force=force, may_block=may_block)
+        force = force or (checked_since is not None and self._checked_at < checked_since)
+        tip, generation = self._check(force=force, may_block=may_block, checked_since=checked_since)
         cached = self._lots.get(key)
         if cached is not None:
             return cached
@@ -134,7 +141,7 @@ class ChainView:
         self._changes[self._generation] = changed
         self._changes.pop(self._generation - _REMEMBERED_BUMPS, None)
 
-    def _check(self, *, force: bool, may_block: bool = True) -> tuple[Tip, int]:
+    def _check(self, *, force: bool, may_block: bool = True, checked_since: float | None = None) -> tuple[Tip, int]:
         # Unlocked, the generation first: a move of the tip bumps it before it moves the tip, so a read made at a
         # tip older than the generation returned is never stored (_untouched_since sees the bump).
         generation = self._generation
@@ -153,7 +160,9 @@ class ChainView:
             raise WouldBlock("the chain's head must be checked first")
         with self._lock:
             tip = self._tip
-            if tip is not None and not force and time.monotonic() - self._checked_at < self.check_seconds:
+            fresh = time.monotonic() - self._checked_at < self.check_seconds
+            since = checked_since is not None and self._checked_at >= checked_since  # began after it was asked
+            if tip is not None and fresh and (not force or since):
                 return tip, self._generation  # another thread checked while this one waited
             try:
                 new_blocks = self._advance()

@@ -9,6 +9,7 @@ node does not answer, ``pending`` when some events are not on chain yet, else ``
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -164,7 +165,12 @@ def verify_events(
         else:
             anchored = [e.block_number for e in events if e.block_number is not None]
             newest = max(anchored, default=None)
+            asked = time.monotonic()
             recorded = cache.chain.lot_events(lot_id, newest_stored_block=newest, may_block=may_block)
+            if _anchors_disagree(events, recorded):
+                # The database saw the chain change after the cached log was read (the indexer put an event back
+                # after a reorg, the writer anchored it again): the chain is asked now, not within the bound.
+                recorded = cache.chain.lot_events(lot_id, checked_since=asked, may_block=may_block)
     except ChainUnavailable as exc:
         return Verification(
             status=Status.UNVERIFIABLE,
@@ -173,6 +179,18 @@ def verify_events(
             events_checked=0,
         )
     return compare_with_chain(events, recorded, hasher=cache.hashes if cache is not None else hash_stored)
+
+
+def _anchors_disagree(events: Sequence[AnchoredEvent], recorded: Sequence[RecordedEvent]) -> bool:
+    """True when an event's stored anchor and the log differ: anchored or not, or in another block."""
+    logged = {r.seq: r.block_number for r in recorded}
+    for event in events:
+        block = logged.get(event.seq)
+        if (event.status == "anchored") != (block is not None):
+            return True
+        if block is not None and event.block_number is not None and block != event.block_number:
+            return True
+    return False
 
 
 def _summarise(checks: list[EventCheck]) -> Verification:

@@ -152,6 +152,14 @@ def test_a_reorg_after_a_cached_scan_leaves_no_stale_verified(journey: Journey) 
     assert "event 1 is recorded as anchored but the chain does not hold it" in verification["reason"]
 
 
+def test_an_event_the_indexer_put_back_after_a_reorg_is_never_shown_verified(journey: Journey) -> None:
+    _reorg_after_a_cached_scan(journey)
+    journey.api.service.indexer.index_round()  # sees the entry's block gone: the event goes back to the outbox
+    # At once, well within the bound: the database and the cached log disagree, so the chain is asked now.
+    verification = _verification(journey)
+    assert verification["status"] == "pending", verification
+
+
 def test_a_scan_after_the_check_interval_has_the_head_checked_in_the_background(journey: Journey) -> None:
     _reorg_after_a_cached_scan(journey)
     view = _chain_view(journey)
