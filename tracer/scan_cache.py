@@ -80,7 +80,7 @@ class ChainView:
         self.check_seconds = check_seconds
         self.max_age_seconds = staleness_bound(check_seconds) if max_age_seconds is None else max_age_seconds
         self._lock = threading.Lock()  # held while the tip moves (and while a read is stored)
-        self._checking = False  # a background check is under way (guarded by _lock's sibling below)
+        self._checking = False  # a background check is under way (read and set under _checking_guard)
         self._checking_guard = threading.Lock()
         self._tip: Tip | None = None
         self._checked_at = float("-inf")
