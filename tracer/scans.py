@@ -45,6 +45,7 @@ from sqlmodel import Session, SQLModel, func
 from tracer.exceptions import Conflict, InvalidInput, WouldBlock
 from tracer.store.database import READ_ONLY
 from tracer.store.models import Meta, ScanClaim, ScanRecord
+from tracer.store.prepared import PreparedRead
 
 DEVICE_THRESHOLD = 5
 """A code scanned by more than this many distinct devices gets a clone warning."""
@@ -202,9 +203,9 @@ class ScanSummary:
 
 def summarise(*, connection: Connection, subject: str, device: str | None = None) -> ScanSummary:
     """The scans of ``subject`` as the device ``device`` (a hash, or None) sees them (one statement)."""
-    count, devices, first, claimed_at, claimed_by, after_claim, seen = connection.execute(
-        _SUMMARY, {"subject": subject, "device": device}
-    ).one()
+    count, devices, first, claimed_at, claimed_by, after_claim, seen = _SUMMARY.one(
+        connection, subject=subject, device=device
+    )
     return _summary(
         ScanSummary(
             scan_count=count,
@@ -397,17 +398,19 @@ _RECORD = insert(_RECORDS).values(
 )
 _CLAIMED_AT = sql_select(_CLAIMS.c.claimed_at).where(_CLAIMS.c.subject == bindparam("subject")).scalar_subquery()
 _CLAIMED_BY = sql_select(_CLAIMS.c.device_hash).where(_CLAIMS.c.subject == bindparam("subject")).scalar_subquery()
-_SUMMARY = sql_select(
-    func.count(_RECORDS.c.id),
-    func.count(func.distinct(_RECORDS.c.device_hash)),
-    func.min(_RECORDS.c.scanned_at),
-    _CLAIMED_AT,
-    _CLAIMED_BY,
-    # Scans by another device than the claimant's after the claim (none when unclaimed: NULL compares false).
-    func.sum(case((and_(_RECORDS.c.scanned_at > _CLAIMED_AT, _RECORDS.c.device_hash != _CLAIMED_BY), 1), else_=0)),
-    # Whether the device asking scanned it before: a scan's own record, not committed yet, is counted once.
-    func.max(case((_RECORDS.c.device_hash == bindparam("device"), 1), else_=0)),
-).where(_RECORDS.c.subject == bindparam("subject"))
+_SUMMARY = PreparedRead(
+    sql_select(
+        func.count(_RECORDS.c.id),
+        func.count(func.distinct(_RECORDS.c.device_hash)),
+        func.min(_RECORDS.c.scanned_at),
+        _CLAIMED_AT,
+        _CLAIMED_BY,
+        # Scans by another device than the claimant's after the claim (none when unclaimed: NULL compares false).
+        func.sum(case((and_(_RECORDS.c.scanned_at > _CLAIMED_AT, _RECORDS.c.device_hash != _CLAIMED_BY), 1), else_=0)),
+        # Whether the device asking scanned it before: a scan's own record, not committed yet, is counted once.
+        func.max(case((_RECORDS.c.device_hash == bindparam("device"), 1), else_=0)),
+    ).where(_RECORDS.c.subject == bindparam("subject"))
+)
 
 
 def _aware(value: datetime | None) -> datetime | None:

@@ -24,6 +24,7 @@ from tracer.lifecycle import ParcelState
 from tracer.scan_cache import ScanCache, block_times
 from tracer.scans import ScanSummary
 from tracer.store.models import Event, Lot, Parcel, Unit
+from tracer.store.prepared import PreparedRead
 from tracer.units import membership_public, packed_units
 from tracer.verify import AnchoredEvent, Status, Verification, verify_events
 
@@ -133,7 +134,7 @@ def anchor(event: ShownEvent) -> dict[str, Any]:
 _EVENTS = SQLModel.metadata.tables[str(Event.__tablename__)]
 # Built once, Core not ORM: a scan reads every event of its lot, and loading them as ORM objects was a fifth of
 # a scan's CPU. Exactly the columns a scan shows or verifies.
-_SCAN_EVENTS = (
+_SCAN_EVENTS = PreparedRead(
     sql_select(
         _EVENTS.c.seq,
         _EVENTS.c.step,
@@ -154,7 +155,7 @@ _SCAN_EVENTS = (
 
 def scan_events(*, connection: Connection, lot: Lot) -> list[ShownEvent]:
     """Every accepted event of ``lot``'s chain in sequence order, as rows of the columns a scan needs."""
-    return cast("list[ShownEvent]", list(connection.execute(_SCAN_EVENTS, {"lot_pk": lot.id})))
+    return cast("list[ShownEvent]", _SCAN_EVENTS.rows(connection, lot_pk=lot.id))
 
 
 # What a scanned code names, by kind: Core statements built once with bound parameters (a scan pays neither a
@@ -163,13 +164,13 @@ def scan_events(*, connection: Connection, lot: Lot) -> list[ShownEvent]:
 _LOTS = SQLModel.metadata.tables[str(Lot.__tablename__)]
 _PARCELS = SQLModel.metadata.tables[str(Parcel.__tablename__)]
 _UNITS = SQLModel.metadata.tables[str(Unit.__tablename__)]
-_SCANNED_LOT = sql_select(*_LOTS.c).where(_LOTS.c.lot_id == bindparam("lot_id"))
-_SCANNED_PARCEL = (
+_SCANNED_LOT = PreparedRead(sql_select(*_LOTS.c).where(_LOTS.c.lot_id == bindparam("lot_id")))
+_SCANNED_PARCEL = PreparedRead(
     sql_select(*_PARCELS.c, *_LOTS.c)
     .join_from(_PARCELS, _LOTS, _LOTS.c.id == _PARCELS.c.lot_pk)
     .where(_PARCELS.c.sscc == bindparam("sscc"))
 )
-_SCANNED_UNIT = (
+_SCANNED_UNIT = PreparedRead(
     sql_select(*_UNITS.c, *_PARCELS.c, *_LOTS.c)
     .join_from(_UNITS, _PARCELS, _PARCELS.c.id == _UNITS.c.parcel_pk)
     .join(_LOTS, _LOTS.c.id == _UNITS.c.lot_pk)
@@ -193,19 +194,19 @@ def find_scanned(
     """The lot, parcel (None for a lot's code) and unit (None unless a unit's) a parsed Digital Link names,
     as read now (in no session: to read, not to change); raises NotFound."""
     if isinstance(ref, identifiers.ParcelRef):
-        row = connection.execute(_SCANNED_PARCEL, {"sscc": ref.sscc}).first()
+        row = _SCANNED_PARCEL.first(connection, sscc=ref.sscc)
         if row is None:
             raise NotFound("parcel", ref.sscc)
         parcel, lot = _instances(row, Parcel, Lot)
         return lot, parcel, None
     if isinstance(ref, identifiers.UnitRef):
-        row = connection.execute(_SCANNED_UNIT, {"gtin": ref.gtin, "serial": ref.serial}).first()
+        row = _SCANNED_UNIT.first(connection, gtin=ref.gtin, serial=ref.serial)
         if row is None:
             raise NotFound("unit", identifiers.unit_path(ref.gtin, ref.serial))
         unit, parcel, lot = _instances(row, Unit, Parcel, Lot)
         return lot, parcel, unit
     lot_id = "0x" + identifiers.lot_id(ref.gtin, ref.lot).hex()
-    row = connection.execute(_SCANNED_LOT, {"lot_id": lot_id}).first()
+    row = _SCANNED_LOT.first(connection, lot_id=lot_id)
     if row is None:
         raise NotFound("lot", lot_id)
     (lot,) = _instances(row, Lot)
