@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import Connection, Dialect, Select
 
@@ -36,7 +36,7 @@ class _Compiled:
 class PreparedRead:
     """A Core SELECT, run with ``rows``, ``first`` or ``one`` on a Connection; see the module's notes."""
 
-    def __init__(self, statement: Select[Unpack[tuple[Any, ...]]]) -> None:
+    def __init__(self, statement: Select[*tuple[Any, ...]]) -> None:
         self.statement = statement
         self._compiled: dict[str, _Compiled] = {}  # by dialect name: a process may hold engines of several
 
