@@ -26,6 +26,7 @@ from sqlalchemy import (
     insert,
     select,
 )
+from sqlalchemy.exc import DBAPIError
 
 from tests.postgres_support import postgres_schema_url
 from tracer import scans, views
@@ -147,6 +148,17 @@ def test_a_missing_parameter_is_refused_not_bound_as_null(engine: Engine) -> Non
     _fill(engine, [])
     with read_only(engine).connect() as connection, pytest.raises(Exception, match="prefix"):
         _BY_NAME.rows(connection)
+
+
+def test_a_database_error_is_raised_as_execute_raises_it(engine: Engine) -> None:
+    _fill(engine, [])
+    with engine.begin() as connection:
+        _KINDS.drop(connection)
+    with read_only(engine).connect() as connection, pytest.raises(DBAPIError) as raised:
+        _BY_NAME.rows(connection, prefix="a")
+    with read_only(engine).connect() as connection, pytest.raises(DBAPIError) as expected:
+        connection.execute(_BY_NAME.statement, {"prefix": "a"})
+    assert type(raised.value) is type(expected.value)
 
 
 def test_reads_see_the_snapshot_of_their_transaction(tmp_path: Path) -> None:

@@ -156,3 +156,29 @@ def test_closing_writes_what_is_queued(engine: Engine) -> None:
         log.record(_pending("f" * 32, START + timedelta(seconds=second), subject=f"/00/{second}"))
     log.close()
     assert sum(_recorded(engine, f"/00/{second}") for second in range(3)) == 3
+
+
+def test_a_scan_summary_reads_the_covering_index_only(engine: Engine) -> None:
+    """The summary every scan of a code makes never visits the table: on a code scanned hundreds of times (a
+    copied code is), a row read per record made it grow with them."""
+    compiled = scans._SUMMARY.statement.compile(dialect=engine.dialect)
+    params = compiled.construct_params({"subject": SUBJECT, "device": "a" * 32})
+    with engine.connect() as connection:
+        plan = connection.exec_driver_sql(
+            "EXPLAIN QUERY PLAN " + str(compiled), tuple(params[name] for name in compiled.positiontup or ())
+        ).all()
+    searches = [row[3] for row in plan if "scanrecord" in row[3]]
+    assert searches == ["SEARCH scanrecord USING COVERING INDEX ix_scanrecord_subject_device_time (subject=?)"]
+
+
+def test_an_older_database_gains_the_index_when_opened(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'older.db'}")
+    init_db(engine)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP INDEX ix_scanrecord_subject_device_time")
+        connection.exec_driver_sql("CREATE INDEX ix_scanrecord_subject ON scanrecord (subject)")  # as it was
+    init_db(engine)
+    with engine.connect() as connection:
+        names = {row[0] for row in connection.exec_driver_sql("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert {"ix_scanrecord_subject_device_time", "ix_scanrecord_subject"} <= names
+    engine.dispose()

