@@ -1,6 +1,7 @@
 """Several HTTP worker processes over one service: the writer and the indexer run once, in the parent.
 
-One Python process answers ~150 scans a second whatever the machine has (docs/performance.md, "Scan"): the GIL.
+One Python process runs on one core whatever the machine has (the GIL): at ~1.2 ms of CPU per cached scan, some
+800 scans a second (docs/performance.md, "Scan").
 So ``python -m api`` with ``--workers N`` (``TRACER_WEB_WORKERS``) > 1 opens the service in the parent (deploys,
 reconciles, starts the outbox writer and the indexer there, once: two writers would sign with the same nonces),
 binds the port, and has uvicorn's process supervisor spawn N workers that share the listening socket. Each
