@@ -1,4 +1,7 @@
-"""PreparedRead gives the rows Connection.execute gives, converted alike, inside the connection's transaction."""
+"""PreparedRead gives the rows Connection.execute gives, converted alike, inside the connection's transaction.
+
+On SQLite it runs the statement on the driver's cursor itself; on PostgreSQL it hands it to Connection.execute,
+so there these tests hold the fallback to the same interface (rows, attributes, errors)."""
 
 from __future__ import annotations
 
@@ -150,6 +153,15 @@ def test_a_missing_parameter_is_refused_not_bound_as_null(engine: Engine) -> Non
         _BY_NAME.rows(connection)
 
 
+def test_a_list_rendered_at_execution_is_refused_when_compiling(tmp_path: Path) -> None:
+    engine = create_db_engine(f"sqlite:///{tmp_path / 'in.db'}")
+    _fill(engine, [])
+    prepared = PreparedRead(select(_THINGS.c.id).where(_THINGS.c.name.in_(bindparam("names", expanding=True))))
+    with read_only(engine).connect() as connection, pytest.raises(ValueError, match="IN of a list"):
+        prepared.rows(connection, names=["a"])
+    engine.dispose()
+
+
 def test_a_database_error_is_raised_as_execute_raises_it(engine: Engine) -> None:
     _fill(engine, [])
     with engine.begin() as connection:
@@ -177,8 +189,9 @@ def test_reads_see_the_snapshot_of_their_transaction(tmp_path: Path) -> None:
 
 
 def test_the_scan_statements_read_alike(tmp_path: Path) -> None:
-    """The scans' own prepared reads compile on both paths (a statement the compiler cannot take would only
-    show at the first scan)."""
+    """The scans' own prepared reads compile and run (a statement the compiler cannot take would only show at
+    the first scan); their values on real rows are held by the scan tests (tests/api/test_scan*.py) and the
+    scan log's property test."""
     engine = create_db_engine(f"sqlite:///{tmp_path / 'scan.db'}")
     init_db(engine)
     with read_only(engine).connect() as connection:

@@ -47,7 +47,8 @@ MINER_SETTLE_SECONDS = 0.05
 #: The wait between dumps is at least this many times the last dump's duration (a long chain dumps less often):
 #: anvil answers no request while it dumps (measured: an eth_blockNumber waited 0.41 s behind the 0.47 s dump of a
 #: 36 MB state, and a dump under load took over a second), so the node is away at most ~1 % of the time. A
-#: hard kill loses a little more (events the outbox sends again).
+#: hard kill then loses up to a hundred dump durations of chain (one to two minutes for such a state): the
+#: events anchored meanwhile, which the outbox sends again when the service reconciles.
 DUMP_DUTY_FACTOR = 100
 
 #: The development mnemonic of anvil, Hardhat and Ganache; its first key is ``config.DEV_DEPLOYER_KEY``.

@@ -74,8 +74,9 @@ def init_db(engine: Engine) -> None:
 def _add_missing_columns(engine: Engine) -> None:
     """``ALTER TABLE … ADD COLUMN`` for each model column an older database lacks.
 
-    New columns are always nullable or carry a server default, so adding them to a filled table is safe;
-    nothing is ever dropped or changed here (a data dir stays readable by the version that wrote it).
+    New columns are always nullable or carry a server default, so adding them to a filled table is safe; no
+    column or table is ever dropped or changed here (a data dir stays readable by the version that wrote it),
+    only the indexes a newer one covers (``SUPERSEDED_INDEXES``).
     """
     with engine.begin() as connection:
         existing = inspect(connection)
@@ -96,6 +97,14 @@ def _add_missing_columns(engine: Engine) -> None:
                 connection.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
             for index in table.indexes:
                 index.create(connection, checkfirst=True)
+        for superseded in SUPERSEDED_INDEXES:
+            # Its columns lead a newer index: it only cost every insert its update. A version that wants it back
+            # creates it when it opens the database.
+            connection.exec_driver_sql(f"DROP INDEX IF EXISTS {superseded}")
+
+
+SUPERSEDED_INDEXES = ("ix_scanrecord_subject",)
+"""Indexes an older version made that a newer one covers (subject: by ``ix_scanrecord_subject_device_time``)."""
 
 
 def get_meta(session: Session, key: str) -> str | None:

@@ -10,7 +10,10 @@ snapshot), and converts each column as SQLAlchemy would have (the type's result 
 and booleans are text and integers).
 
 Only for drivers with positional ``?`` parameters (SQLite's); on any other dialect a run is
-``Connection.execute``, whose rows behave the same: tuples with the columns as attributes.
+``Connection.execute``. Either way a row is a tuple of the selected columns, compared and hashed as one; read it
+by position or by a column's attribute (an unnamed expression's name differs between the two). What it does
+not do: SQLAlchemy's events around the query (echo, statement counters, disconnect handling), and statements
+rendered at execution (an ``IN`` of a list), which it refuses when compiling.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Select
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, MultipleResultsFound, NoResultFound
 
 
 @dataclass(frozen=True)
@@ -50,6 +53,9 @@ class PreparedRead:
         if not connection.in_transaction():
             connection.begin()  # as the first execute would: the engine's begin (a read-only one's) applies
         bound = compiled.defaults | params
+        missing = [name for name in compiled.order if name not in bound]
+        if missing:
+            raise ValueError(f"a value is required for the bound parameter {missing[0]!r}")
         values = [bound[name] for name in compiled.order]
         for index, process in compiled.bind:
             values[index] = process(values[index])
@@ -72,12 +78,16 @@ class PreparedRead:
         return found[0] if found else None
 
     def one(self, connection: Connection, **params: Any) -> Any:
-        """The only row (the statement always yields one: an aggregate)."""
-        (found,) = self.rows(connection, **params)
-        return found
+        """The only row (an aggregate's); NoResultFound or MultipleResultsFound otherwise, as ``Result.one``."""
+        found = self.rows(connection, **params)
+        if len(found) != 1:
+            raise (NoResultFound if not found else MultipleResultsFound)(f"{len(found)} rows, one expected")
+        return found[0]
 
     def _compile(self, dialect: Dialect) -> _Compiled:
         compiled = self.statement.compile(dialect=dialect)
+        if compiled.literal_execute_params or compiled.post_compile_params:
+            raise ValueError("a statement rendered at execution (an IN of a list) cannot be prepared")
         columns = self.statement.selected_columns
         processors = [column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns]
         assert compiled.positiontup is not None  # a positional paramstyle
@@ -90,8 +100,8 @@ class PreparedRead:
             defaults={name: literals[name] for name in order if not compiled.binds[name].required},
             bind=tuple((index, process) for index, process in enumerate(binders) if process is not None),
             convert=tuple((index, process) for index, process in enumerate(processors) if process is not None),
-            # Named like the result's keys; a joined select repeats names (every table's "id"): renamed, and
-            # read by position.
+            # Named like the selected columns' keys (SQLAlchemy makes a joined select's repeated names unique);
+            # rename: any key that is no identifier.
             row=namedtuple("PreparedRow", list(columns.keys()), rename=True),
         )
         self._compiled[dialect.name] = made
