@@ -126,13 +126,14 @@ def _set_cookie(response: Response, request: Request, name: str, value: str) -> 
     )
 
 
-async def _scan(request: Request, lat: float | None, lon: float | None) -> Response:
+async def _scan(request: Request) -> Response:
     # A scan only reads (its record is written by the scan log's thread), and a cached one needs nothing of the
     # node: on SQLite, whose reads are local and never wait for the write lock, it is answered right here on
     # the event loop, told not to block. The moment it would (the node must be asked, the chain's head is due
     # for a check, a record of this code is still being written) it gives up, having changed nothing, and runs
     # again in the thread pool, where waiting is harmless: one hop for the whole scan, its connection opened
     # there (FastAPI would hop per sync dependency too). The hop costs more CPU than a cached scan's work.
+    lat, lon = _coordinates(request)  # a bad one is refused before anything is read
     service: Service = request.app.state.service
     cache = _scan_cache(request, service)
     if cache is not None and service.engine.dialect.name == "sqlite":
@@ -263,7 +264,7 @@ async def scan_lot(request: Request) -> Response:
     """A lot's (``/01/{gtin}/10/{lot}``) or a unit's (``/01/{gtin}/21/{serial}``) journey and its verification
     against the chain (HTML; JSON with Accept: application/json). A unit's scan is recorded for its clone check,
     as a parcel's is; a lot's code is shared by every tin of the lot, so its scans are not counted."""
-    return await _scan(request, *_coordinates(request))
+    return await _scan(request)
 
 
 @router.get(
@@ -275,7 +276,7 @@ async def scan_lot(request: Request) -> Response:
 async def scan_parcel(request: Request) -> Response:
     """A parcel's journey, its verification against the chain and its clone check (HTML; JSON with
     Accept: application/json). The scan is recorded; ``lat``/``lon`` are kept rounded to about 11 km."""
-    return await _scan(request, *_coordinates(request))
+    return await _scan(request)
 
 
 @router.post("/claim/{rest:path}", summary="Confirm receipt of a delivered parcel or unit (first scanner)")
